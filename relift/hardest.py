@@ -1,0 +1,46 @@
+"""Find the hardest questions of a rollout batch: those with no correct response among their n samples.
+
+Pure numpy. Correctness is the reward's accuracy output compared with a threshold, so it does not
+depend on how the reward is scaled or shifted (the reference compared floats with a hard-coded
+"fail value" per reward version).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class GroupOutcome:
+    hardest_rows: list[int]
+    """For each hardest question, the index of its first response row (its prompt and demonstration)."""
+    num_questions: int
+    num_solved_all: int
+
+
+def group_outcomes(uids: np.ndarray, acc: np.ndarray, correct_threshold: float) -> GroupOutcome:
+    """uids: (N,) question id of each response; acc: (N,) accuracy of each response.
+
+    A response is correct when acc >= correct_threshold. Questions keep their first-appearance order.
+    """
+    if len(uids) != len(acc):
+        raise ValueError(f"{len(uids)} uids but {len(acc)} accuracies")
+    first_row: dict[str, int] = {}
+    any_correct: dict[str, bool] = {}
+    all_correct: dict[str, bool] = {}
+    for row, (uid, a) in enumerate(zip(uids, np.asarray(acc, dtype=np.float64), strict=True)):
+        correct = bool(a >= correct_threshold)
+        if uid not in first_row:
+            first_row[uid] = row
+            any_correct[uid] = correct
+            all_correct[uid] = correct
+        else:
+            any_correct[uid] |= correct
+            all_correct[uid] &= correct
+    return GroupOutcome(
+        hardest_rows=[first_row[uid] for uid in first_row if not any_correct[uid]],
+        num_questions=len(first_row),
+        num_solved_all=sum(all_correct.values()),
+    )

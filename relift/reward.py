@@ -1,0 +1,153 @@
+"""Rule-based reward for math reasoning, in veRL's custom-reward signature.
+
+    compute_score(data_source, solution_str, ground_truth, extra_info=None) -> {"score", "acc", ...}
+
+The rule (the reference's reward version 3):
+- the prompt already opened `<think>`, so the response must close it; the answer is the text after the
+  first `</think>`. Without `</think>` the response scores 0 when `require_think` is on.
+- math answers are graded by math-verify against `$ground_truth$`;
+- multiple-choice rows (GPQA, ARC-c: a ground truth that is one option letter) are graded by the letter
+  the response commits to: `\\boxed{C}`, `ANSWER: C`, `(C)`, `answer is C`.
+
+Every grading call is bounded in time. math-verify's own timeout uses SIGALRM, which only works on a
+process's main thread, and veRL calls the reward from executor threads inside Ray workers. So grading
+runs in a small pool of child processes (on their main thread, where math-verify's timeout works) and
+the caller waits at most `timeout_s`; a grader that overruns is killed and the pool replaced.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import re
+import threading
+
+THINK_CLOSE = "</think>"
+DEFAULT_TIMEOUT_S = 10.0
+
+_CHOICE_GROUND_TRUTH = re.compile(r"^\s*\(?([A-Ja-j])\)?\s*$")
+_CHOICE_PATTERNS = [
+    re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*\(?([A-J])\)?\s*\}?\s*\}"),
+    re.compile(r"ANSWER\s*[:：]\s*\(?([A-J])\)?", re.IGNORECASE),
+    re.compile(r"answer\s+is\s*[:：]?\s*\(?([A-J])\)?(?![A-Za-z])", re.IGNORECASE),
+    re.compile(r"\(([A-J])\)"),
+]
+_NUMERIC_CHOICES = {"1": "A", "2": "B", "3": "C", "4": "D", "5": "E"}
+
+
+def extract_answer_text(solution_str: str, require_think: bool = True) -> str | None:
+    """The part of a response that is graded: after the first `</think>` (None if it is required but absent)."""
+    if THINK_CLOSE in solution_str:
+        return solution_str.split(THINK_CLOSE, 1)[1]
+    return None if require_think else solution_str
+
+
+def choice_letter(ground_truth: str) -> str | None:
+    """The option letter when the ground truth is a multiple-choice answer, else None."""
+    match = _CHOICE_GROUND_TRUTH.match(ground_truth)
+    return match.group(1).upper() if match else None
+
+
+def extract_choice(answer_text: str) -> str | None:
+    """The option letter the response commits to: the last match of the most explicit pattern that matches."""
+    for pattern in _CHOICE_PATTERNS:
+        matches = pattern.findall(answer_text)
+        if matches:
+            return matches[-1].upper()
+    return None
+
+
+def _is_choice_row(data_source: str, ground_truth: str) -> bool:
+    source = data_source.lower()
+    if "gpqa" in source or "arc" in source:
+        return True
+    return choice_letter(ground_truth) is not None and not ground_truth.strip().isdigit()
+
+
+def _verify_math(answer_text: str, ground_truth: str) -> tuple[bool, str]:
+    """Runs in a grader process, on its main thread."""
+    from math_verify import parse, verify
+
+    gold = parse("$" + ground_truth + "$")
+    pred = parse(answer_text)
+    extracted = str(pred[1]) if len(pred) > 1 else (str(pred[0]) if pred else "")
+    return bool(verify(gold, pred)), extracted
+
+
+class _GraderPool:
+    """A lazily started process pool that is replaced when a task overruns its deadline."""
+
+    def __init__(self, workers: int = 1):
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def _get(self) -> concurrent.futures.ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                # forkserver: never fork a multi-threaded Ray worker, and keep torch out of the children.
+                context = multiprocessing.get_context("forkserver")
+                self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context)
+            return self._pool
+
+    def _discard(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is pool:
+                self._pool = None
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def run(self, fn, *args, timeout_s: float):
+        pool = self._get()
+        future = pool.submit(fn, *args)
+        try:
+            return future.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            self._discard(pool)
+            raise
+        except concurrent.futures.process.BrokenProcessPool:
+            self._discard(pool)
+            raise
+
+
+_GRADERS = _GraderPool()
+
+
+def grade_math(answer_text: str, ground_truth: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[bool, str, str]:
+    """(correct, extracted answer, status) with status one of ok / timeout / error."""
+    try:
+        correct, extracted = _GRADERS.run(_verify_math, answer_text, ground_truth, timeout_s=timeout_s)
+        return correct, extracted, "ok"
+    except concurrent.futures.TimeoutError:
+        return False, "", "timeout"
+    except Exception:  # a parser crash on a malformed answer is a wrong answer, not a failed run
+        return False, "", "error"
+
+
+def compute_score(
+    data_source: str,
+    solution_str: str,
+    ground_truth: str,
+    extra_info: dict | None = None,
+    require_think: bool = True,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    **_unused,
+) -> dict:
+    """veRL custom reward. `score` is the training reward (1 correct, 0 otherwise); `acc` the same as a float.
+
+    Extra keys (logged by veRL per response): `has_think_close`, `timed_out`.
+    """
+    answer_text = extract_answer_text(solution_str, require_think)
+    result = {"score": 0.0, "acc": 0.0, "has_think_close": float(THINK_CLOSE in solution_str), "timed_out": 0.0}
+    if answer_text is None:
+        return result
+    if _is_choice_row(data_source, ground_truth):
+        gold = choice_letter(ground_truth)
+        gold = _NUMERIC_CHOICES.get(ground_truth.strip(), gold)
+        correct = gold is not None and extract_choice(answer_text) == gold
+    else:
+        correct, _, status = grade_math(answer_text, ground_truth, timeout_s)
+        result["timed_out"] = float(status == "timeout")
+    result["score"] = result["acc"] = float(correct)
+    return result

@@ -1,0 +1,129 @@
+"""The supervised half of ReLIFT: demonstrations to token tensors, and the token-mean NLL loss.
+
+Pure torch: no veRL, no Ray. `relift.workers` wraps `sft_loss` into veRL's loss-function signature and
+`relift.trainer` calls `build_sft_batch` on the driver.
+
+Layout of a supervised batch (B demonstrations), identical to veRL's RL layout so that the actor's
+forward pass is reused unchanged:
+
+    prompts        (B, P)      left-padded prompt ids
+    responses      (B, R)      demonstration ids, then EOS, right-padded
+    input_ids      (B, P + R)  prompts ++ responses
+    attention_mask (B, P + R)  1 on real tokens
+    position_ids   (B, P + R)  0.. over real tokens
+    response_mask  (B, R)      1 on demonstration tokens and the EOS: the only tokens the loss sees
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+THINK_OPEN = "<think>\n"
+
+
+def demonstration_text(target) -> str | None:
+    """The demonstration in a dataset row's `target`: a chat-message list or a plain string.
+
+    Returns None when the row has no usable demonstration (such a question cannot enter the buffer).
+    """
+    if target is None:
+        return None
+    if isinstance(target, str):
+        return target or None
+    messages = list(target)
+    for message in messages:
+        if message.get("role") == "assistant" and message.get("content"):
+            return message["content"]
+    return None
+
+
+def strip_think_prefix(rendered_prompt: str, demonstration: str) -> str:
+    """Drop the demonstration's leading `<think>\\n` when the rendered prompt already opened the think block."""
+    if rendered_prompt.endswith(THINK_OPEN) and demonstration.startswith(THINK_OPEN):
+        return demonstration[len(THINK_OPEN) :]
+    return demonstration
+
+
+@dataclass
+class SFTBatch:
+    tensors: dict[str, torch.Tensor]
+    truncated: int
+    """Demonstrations cut to max_target_len (they get no EOS: the solution did not end there)."""
+
+
+def build_sft_batch(
+    prompt_ids: list[list[int]],
+    demonstration_ids: list[list[int]],
+    *,
+    eos_token_id: int,
+    pad_token_id: int,
+    max_target_len: int,
+) -> SFTBatch:
+    """Pack B (prompt, demonstration) pairs into veRL's left/right-padded layout (see module docstring).
+
+    A demonstration of more than `max_target_len` tokens keeps its first `max_target_len` tokens and is
+    counted in `truncated`; every other demonstration gets EOS appended. No token is overwritten.
+    """
+    if len(prompt_ids) != len(demonstration_ids) or not prompt_ids:
+        raise ValueError(f"need as many prompts as demonstrations, got {len(prompt_ids)} and {len(demonstration_ids)}")
+    truncated = 0
+    responses = []
+    for ids in demonstration_ids:
+        if len(ids) > max_target_len:
+            responses.append(list(ids[:max_target_len]))
+            truncated += 1
+        else:
+            responses.append(list(ids) + [eos_token_id])
+
+    batch_size = len(prompt_ids)
+    prompt_len = max(len(p) for p in prompt_ids)
+    response_len = max(len(r) for r in responses)
+    prompts = torch.full((batch_size, prompt_len), pad_token_id, dtype=torch.long)
+    prompt_mask = torch.zeros((batch_size, prompt_len), dtype=torch.long)
+    response = torch.full((batch_size, response_len), pad_token_id, dtype=torch.long)
+    response_mask = torch.zeros((batch_size, response_len), dtype=torch.long)
+    for i, (p, r) in enumerate(zip(prompt_ids, responses, strict=True)):
+        prompts[i, prompt_len - len(p) :] = torch.tensor(p, dtype=torch.long)
+        prompt_mask[i, prompt_len - len(p) :] = 1
+        response[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        response_mask[i, : len(r)] = 1
+
+    attention_mask = torch.cat([prompt_mask, response_mask], dim=1)
+    position_ids = (torch.cumsum(attention_mask, dim=1) - 1).clamp(min=0) * attention_mask
+    tensors = {
+        "prompts": prompts,
+        "responses": response,
+        "input_ids": torch.cat([prompts, response], dim=1),
+        "attention_mask": attention_mask,
+        "position_ids": position_ids,
+        "response_mask": response_mask,
+    }
+    return SFTBatch(tensors=tensors, truncated=truncated)
+
+
+def sft_loss(
+    log_probs: torch.Tensor,
+    entropy: torch.Tensor | None,
+    response_mask: torch.Tensor,
+    *,
+    global_num_tokens: float,
+    dp_size: int,
+    entropy_coeff: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-mean NLL over the demonstration tokens of the whole (global) supervised batch.
+
+    log_probs, entropy, response_mask: (b, R) for this rank's micro-batch.
+    global_num_tokens: demonstration tokens in the mini-batch summed over all data-parallel ranks.
+    The sum is multiplied by dp_size because data-parallel gradient reduction averages over ranks:
+    the reduced gradient is then exactly that of the global token mean, whatever the world size.
+
+    Returns (loss to backpropagate, this micro-batch's NLL summed over its tokens / global tokens).
+    """
+    mask = response_mask.to(log_probs.dtype)
+    nll = -(log_probs * mask).sum() / global_num_tokens
+    loss = nll
+    if entropy is not None and entropy_coeff != 0.0:
+        loss = loss - entropy_coeff * (entropy * mask).sum() / global_num_tokens
+    return loss * dp_size, nll.detach()

@@ -1,0 +1,233 @@
+"""`ReLIFTTrainer`: veRL's `RayPPOTrainer` (GRPO) with ReLIFT's interleaved fine-tuning.
+
+Only a few hooks of `RayPPOTrainer` are overridden; `fit()` is veRL's own:
+
+- `_get_gen_batch`: keep each row's demonstration (`target`) in the training batch: veRL moves every
+  non-reward field into the generation batch, and the rollout output does not carry it back;
+- `init_workers`: after veRL builds the workers, create the supervised optimizer on each actor rank;
+- `_update_actor`: after veRL's RL update of the step, find the questions none of whose n responses
+  was correct, buffer those that have a demonstration, and while the buffer holds `sft_trigger_size`
+  questions take the newest ones for one supervised update (at most `max_sft_updates_per_step`);
+- `_save_checkpoint` / `_load_checkpoint`: the buffer and ReLIFT's counters travel with the checkpoint
+  (the second optimizer's state is saved by the workers, see `relift.workers`).
+
+With `relift.enable=false` nothing of the above runs and the trainer is exactly veRL's GRPO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+from verl import DataProto
+from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+from verl.utils import tensordict_utils as tu
+from verl.workers.utils.padding import left_right_2_no_padding
+
+from relift.buffer import HardQuestion, HardQuestionBuffer
+from relift.hardest import group_outcomes
+from relift.sft import build_sft_batch, demonstration_text, strip_think_prefix
+
+STATE_FILE = "relift_state.json"
+
+
+def _question_id(prompt_ids: list[int]) -> str:
+    return hashlib.sha1(np.asarray(prompt_ids, dtype=np.int64).tobytes()).hexdigest()
+
+
+class ReLIFTTrainer(RayPPOTrainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.relift = self.config.relift
+        self.buffer = HardQuestionBuffer(capacity=self.relift.buffer_capacity)
+        self.counters = {
+            "sft_updates": 0,
+            "hardest_seen": 0,
+            "hardest_without_demo": 0,
+            "demos_truncated": 0,
+        }
+        self.demos_used: set[str] = set()
+        if self.relift.enable:
+            dp_size = self.config.trainer.n_gpus_per_node * self.config.trainer.nnodes
+            if self.relift.sft_trigger_size % dp_size:
+                raise ValueError(
+                    f"relift.sft_trigger_size={self.relift.sft_trigger_size} must be a multiple of the "
+                    f"data-parallel size {dp_size} (trainer.n_gpus_per_node x trainer.nnodes)"
+                )
+
+    def init_workers(self):
+        super().init_workers()
+        if self.relift.enable:
+            optim = self.relift.optim
+            self.actor_rollout_wg.init_sft(
+                lr=optim.lr,
+                betas=list(optim.betas),
+                weight_decay=optim.weight_decay,
+                grad_clip=optim.grad_clip,
+                entropy_coeff=self.relift.entropy_coeff,
+            )
+
+    def _get_gen_batch(self, batch: DataProto) -> DataProto:
+        gen_batch = super()._get_gen_batch(batch)
+        if "target" in gen_batch.non_tensor_batch:
+            batch.non_tensor_batch["target"] = gen_batch.non_tensor_batch.pop("target")
+        return gen_batch
+
+    def _update_actor(self, batch: DataProto) -> DataProto:
+        output = super()._update_actor(batch)
+        if self.relift.enable:
+            output.meta_info["metrics"].update(self._relift_step(batch))
+        return output
+
+    def _relift_step(self, batch: DataProto) -> dict:
+        """Buffer this step's hardest questions, then run the supervised updates that are due."""
+        non_tensor = batch.non_tensor_batch
+        if "acc" not in non_tensor:
+            raise KeyError(
+                "ReLIFT needs the reward's 'acc' output per response to find the hardest questions; "
+                "use a reward function that returns {'score': ..., 'acc': ...} (relift.reward does)"
+            )
+        outcome = group_outcomes(non_tensor["uid"], non_tensor["acc"], self.relift.correct_threshold)
+        without_demo = 0
+        for row in outcome.hardest_rows:
+            demonstration = demonstration_text(non_tensor["target"][row]) if "target" in non_tensor else None
+            if demonstration is None:
+                without_demo += 1
+                continue
+            prompt_ids = self._prompt_ids(batch, row)
+            rendered = self.tokenizer.decode(prompt_ids, skip_special_tokens=False)
+            self.buffer.push(
+                HardQuestion(
+                    question_id=_question_id(prompt_ids),
+                    prompt_ids=prompt_ids,
+                    demonstration=strip_think_prefix(rendered, demonstration),
+                )
+            )
+        self.counters["hardest_seen"] += len(outcome.hardest_rows)
+        self.counters["hardest_without_demo"] += without_demo
+
+        metrics = {
+            "relift/hardest_in_batch": len(outcome.hardest_rows),
+            "relift/hardest_without_demo": without_demo,
+            "relift/solve_none_frac": len(outcome.hardest_rows) / outcome.num_questions,
+            "relift/solve_all_frac": outcome.num_solved_all / outcome.num_questions,
+            "relift/sft_loss": math.nan,
+            "timing_s/relift_sft": 0.0,
+        }
+        updates = 0
+        while len(self.buffer) >= self.relift.sft_trigger_size and updates < self.relift.max_sft_updates_per_step:
+            start = time.perf_counter()
+            sft_metrics = self._sft_update(self.buffer.pop_newest(self.relift.sft_trigger_size))
+            metrics["timing_s/relift_sft"] += time.perf_counter() - start
+            metrics.update(sft_metrics)
+            updates += 1
+        self.counters["sft_updates"] += updates
+        metrics.update(
+            {
+                "relift/sft_updates": updates,
+                "relift/sft_updates_total": self.counters["sft_updates"],
+                "relift/buffer_size": len(self.buffer),
+                "relift/buffer_evicted": self.buffer.evicted,
+                "relift/hardest_seen_total": self.counters["hardest_seen"],
+                "relift/demos_used": len(self.demos_used),
+                "relift/demos_used_frac": len(self.demos_used) / len(self.train_dataset),
+                "relift/demos_truncated": self.counters["demos_truncated"],
+            }
+        )
+        self._print_progress(batch, metrics)
+        return metrics
+
+    @staticmethod
+    def _prompt_ids(batch: DataProto, row: int) -> list[int]:
+        """The prompt token ids the rollout used for this row (the batch holds them left-padded)."""
+        prompts = batch.batch["prompts"][row]
+        prompt_mask = batch.batch["attention_mask"][row, : prompts.shape[0]].bool()
+        return prompts[prompt_mask].tolist()
+
+    def _sft_update(self, questions: list[HardQuestion]) -> dict:
+        demonstration_ids = [self.tokenizer.encode(q.demonstration, add_special_tokens=False) for q in questions]
+        sft_batch = build_sft_batch(
+            [q.prompt_ids for q in questions],
+            demonstration_ids,
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0,
+            max_target_len=self.relift.max_target_len,
+        )
+        data = DataProto.from_dict(tensors=sft_batch.tensors, meta_info={"temperature": 1.0})
+        data_td = left_right_2_no_padding(data.to_tensordict())
+        tu.assign_non_tensor(
+            data_td,
+            calculate_entropy=self.relift.entropy_coeff != 0.0,
+            global_batch_size=len(questions),
+            mini_batch_size=len(questions),
+            epochs=1,
+            micro_batch_size_per_gpu=self.relift.sft_micro_batch_size_per_gpu,
+            seed=self.config.actor_rollout_ref.actor.data_loader_seed,
+            dataloader_kwargs={"shuffle": False},
+            compute_loss=True,
+        )
+        output = self.actor_rollout_wg.sft_update(data_td)
+        worker_metrics = tu.get(output, "metrics")
+        self.counters["demos_truncated"] += sft_batch.truncated
+        self.demos_used.update(q.question_id for q in questions)
+        return {
+            "relift/sft_loss": float(np.sum(worker_metrics["relift/sft_nll"])),
+            "relift/sft_grad_norm": float(np.mean(worker_metrics["grad_norm"])),
+            "relift/sft_lr": float(np.mean(worker_metrics["lr"])),
+            "relift/sft_demo_tokens": int(sft_batch.tensors["response_mask"].sum()),
+        }
+
+    def _print_progress(self, batch: DataProto, metrics: dict) -> None:
+        reward = batch.batch["token_level_scores"].sum(-1).mean().item()
+        line = (
+            f"[relift] step {self.global_steps:>4} | reward {reward:.3f} | "
+            f"hardest {metrics['relift/hardest_in_batch']:>3} | buffer {metrics['relift/buffer_size']:>4} | "
+            f"sft updates {metrics['relift/sft_updates']} (total {metrics['relift/sft_updates_total']})"
+        )
+        if not math.isnan(metrics["relift/sft_loss"]):
+            line += f" | sft nll {metrics['relift/sft_loss']:.3f} in {metrics['timing_s/relift_sft']:.1f}s"
+        print(line, flush=True)
+
+    # ---- checkpointing ----------------------------------------------------------------------------
+
+    def _state_path(self, global_step_folder: str) -> str:
+        return os.path.join(global_step_folder, STATE_FILE)
+
+    def _save_checkpoint(self):
+        super()._save_checkpoint()
+        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        state = {
+            "buffer": self.buffer.state_dict(),
+            "counters": self.counters,
+            "demos_used": sorted(self.demos_used),
+        }
+        path = self._state_path(folder)
+        with open(path + ".tmp", "w") as f:
+            json.dump(state, f)
+        os.replace(path + ".tmp", path)
+
+    def _load_checkpoint(self):
+        result = super()._load_checkpoint()
+        if self.global_steps == 0:
+            return result
+        if self.config.trainer.resume_mode == "resume_path":
+            folder = self.config.trainer.resume_from_path
+        else:
+            folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        path = self._state_path(os.path.abspath(folder))
+        if os.path.exists(path):
+            with open(path) as f:
+                state = json.load(f)
+            self.buffer.load_state_dict(state["buffer"])
+            self.counters.update(state["counters"])
+            self.demos_used = set(state["demos_used"])
+            print(f"[relift] resumed buffer of {len(self.buffer)} questions and counters {self.counters}")
+        elif self.relift.enable:
+            print(f"[relift] warning: {path} not found; resuming with an empty buffer")
+        return result
+

@@ -1,0 +1,26 @@
+"""What relift adds to veRL 0.9.1 so that the same trainer runs on a machine without a GPU.
+
+Imported by veRL itself in every process (driver, Ray workers, rollout servers) when
+`VERL_USE_EXTERNAL_MODULES=relift.verl_ext` is set; `relift.main` sets it, with `VERL_PLATFORM=cpu`,
+only when `trainer.device=cpu`. On GPUs nothing here is loaded: veRL's CUDA platform and vLLM run.
+
+- a "cpu" platform (`cpu_platform.PlatformCPU`) in veRL's `PlatformRegistry`;
+- veRL's FSDP language-model engine registered for device "cpu" in its `EngineRegistry`;
+- an "hf" rollout (`hf_rollout`) in veRL's rollout and replica registries.
+"""
+
+import warnings
+
+# veRL probes optional engines (megatron, veomni, ...) at import and warns for each one it lacks.
+warnings.filterwarnings("ignore", message=".* engine is not available")
+
+# The platform must be registered before any veRL module that resolves the device at import time.
+from . import cpu_platform  # noqa: F401, I001
+
+from verl.workers.engine import EngineRegistry  # noqa: E402
+from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead  # noqa: E402
+
+from . import hf_rollout  # noqa: E402
+
+EngineRegistry.register(model_type="language_model", backend=["fsdp", "fsdp2"], device="cpu")(FSDPEngineWithLMHead)
+hf_rollout.register()

@@ -1,0 +1,124 @@
+"""The actor worker with ReLIFT's supervised update: veRL's `ActorRolloutRefWorker` plus one method.
+
+`sft_update` runs veRL's own mini-batch loop (`TrainingWorker.train_mini_batch`: same forward pass,
+micro-batching, FSDP gradient reduction and clipping) with three things swapped in for its duration:
+the loss (token-mean NLL on demonstration tokens), the optimizer (a second AdamW over the same
+parameters, with its own moments and learning rate, as in the paper) and its constant LR schedule.
+The second optimizer's state is saved and loaded with the actor's checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from contextlib import contextmanager
+from functools import partial
+
+import torch
+
+from verl.single_controller.base.decorator import Dispatch, make_nd_compute_dataproto_dispatch_fn, register
+from verl.utils.device import get_device_name
+from verl.utils.metric import AggregationType, Metric
+from verl.workers.engine_workers import ActorRolloutRefWorker
+from verl.workers.utils.padding import no_padding_2_padding
+
+from relift import sft
+
+SFT_OPTIMIZER_FILE = "relift_sft_optimizer_rank{rank}.pt"
+
+
+def sft_loss_fn(model_output, data, dp_group=None, *, entropy_coeff: float):
+    """veRL loss-function signature around `relift.sft.sft_loss` (tensors of this rank's micro-batch)."""
+    log_probs = no_padding_2_padding(model_output["log_probs"], data)
+    entropy = model_output.get("entropy", None)
+    if entropy is not None:
+        entropy = no_padding_2_padding(entropy, data)
+    response_mask = data.select("response_mask").to_padded_tensor()["response_mask"]
+    loss, nll = sft.sft_loss(
+        log_probs,
+        entropy,
+        response_mask,
+        global_num_tokens=data["batch_num_tokens"],
+        dp_size=data["dp_size"],
+        entropy_coeff=entropy_coeff,
+    )
+    return loss, {"relift/sft_nll": Metric(value=nll, aggregation=AggregationType.SUM)}
+
+
+@contextmanager
+def _swapped(obj, **attributes):
+    saved = {name: getattr(obj, name) for name in attributes}
+    for name, value in attributes.items():
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(obj, name, value)
+
+
+class ReLIFTActorRolloutRefWorker(ActorRolloutRefWorker):
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def init_model(self):
+        if get_device_name() == "cpu":
+            # Ray gives each worker OMP_NUM_THREADS=1; rollout, log-prob and update phases alternate,
+            # so the training process may use every core while it computes.
+            torch.set_num_threads(os.cpu_count() or 1)
+        if get_device_name() == "cpu" and not torch.distributed.is_initialized():
+            # veRL builds the backend string "cpu:gloo,<device>:<backend>", which torch rejects when the
+            # device is cpu itself; its initializer is a no-op once a group exists.
+            torch.distributed.init_process_group(
+                backend="gloo", rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"])
+            )
+        super().init_model()
+        self._sft = None
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def init_sft(self, lr: float, betas: list[float], weight_decay: float, grad_clip: float, entropy_coeff: float):
+        """Create the supervised optimizer over the actor's (sharded) parameters."""
+        engine = self.actor.engine
+        optimizer = torch.optim.AdamW(engine.module.parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+        self._sft = {
+            "optimizer": optimizer,
+            "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
+            "optimizer_config": dataclasses.replace(engine.optimizer_config, clip_grad=grad_clip),
+            "loss_fn": partial(sft_loss_fn, entropy_coeff=entropy_coeff),
+        }
+        if engine.is_optimizer_offload_enabled:
+            from verl.utils.fsdp_utils import offload_fsdp_optimizer
+
+            offload_fsdp_optimizer(optimizer)
+
+    @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
+    def sft_update(self, data):
+        assert self._sft is not None, "call init_sft before sft_update"
+        engine = self.actor.engine
+        with (
+            _swapped(
+                engine,
+                optimizer=self._sft["optimizer"],
+                lr_scheduler=self._sft["lr_scheduler"],
+                optimizer_config=self._sft["optimizer_config"],
+            ),
+            _swapped(self.actor, loss_fn=self._sft["loss_fn"]),
+        ):
+            output = self.actor.train_mini_batch(data=data)
+        return output.cpu() if output is not None else None
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def save_checkpoint(self, local_path, hdfs_path=None, global_step=0, max_ckpt_to_keep=None):
+        super().save_checkpoint(local_path, hdfs_path, global_step, max_ckpt_to_keep)
+        if self._sft is not None:
+            os.makedirs(local_path, exist_ok=True)
+            path = os.path.join(local_path, SFT_OPTIMIZER_FILE.format(rank=torch.distributed.get_rank()))
+            torch.save(self._sft["optimizer"].state_dict(), path + ".tmp")
+            os.replace(path + ".tmp", path)
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def load_checkpoint(self, local_path, hdfs_path=None, del_local_after_load=False):
+        path = os.path.join(local_path, SFT_OPTIMIZER_FILE.format(rank=torch.distributed.get_rank()))
+        # Read before the parent call, which may delete the local checkpoint after loading.
+        state = torch.load(path, weights_only=False) if self._sft is not None and os.path.exists(path) else None
+        super().load_checkpoint(local_path, hdfs_path, del_local_after_load)
+        if state is not None:
+            self._sft["optimizer"].load_state_dict(state)
