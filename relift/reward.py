@@ -6,8 +6,9 @@ The rule (the reference's reward version 3):
 - the prompt already opened `<think>`, so the response must close it; the answer is the text after the
   first `</think>`. Without `</think>` the response scores 0 when `require_think` is on.
 - math answers are graded by math-verify against `$ground_truth$`;
-- multiple-choice rows (GPQA, ARC-c: a ground truth that is one option letter) are graded by the letter
-  the response commits to: `\\boxed{C}`, `ANSWER: C`, `(C)`, `answer is C`.
+- multiple-choice rows (a ground truth that is one option letter A-J, as in GPQA and ARC-c; or a digit
+  1-9 on ARC-style rows numbered that way) are graded by the option the response commits to:
+  `\\boxed{C}`, `ANSWER: C`, `answer is C`, `(C)`.
 
 Every grading call is bounded in time. math-verify's own timeout uses SIGALRM, which only works on a
 process's main thread, and veRL calls the reward from executor threads inside Ray workers. So grading
@@ -25,14 +26,23 @@ import threading
 THINK_CLOSE = "</think>"
 DEFAULT_TIMEOUT_S = 10.0
 
-_CHOICE_GROUND_TRUTH = re.compile(r"^\s*\(?([A-Ja-j])\)?\s*$")
-_CHOICE_PATTERNS = [
-    re.compile(r"\\boxed\{\s*(?:\\text\{)?\s*\(?([A-J])\)?\s*\}?\s*\}"),
-    re.compile(r"ANSWER\s*[:：]\s*\(?([A-J])\)?", re.IGNORECASE),
-    re.compile(r"answer\s+is\s*[:：]?\s*\(?([A-J])\)?(?![A-Za-z])", re.IGNORECASE),
-    re.compile(r"\(([A-J])\)"),
-]
-_NUMERIC_CHOICES = {"1": "A", "2": "B", "3": "C", "4": "D", "5": "E"}
+_CHOICE_SOURCES = ("gpqa", "arc", "mmlu")
+_LETTER = re.compile(r"^\s*\(?([A-J])\)?\s*$")
+_DIGIT = re.compile(r"^\s*\(?([1-9])\)?\s*$")
+
+
+def _choice_patterns(labels: str) -> list[re.Pattern]:
+    """Most explicit first. labels: a regex class body such as "A-J" or "1-9"."""
+    return [
+        re.compile(rf"\\boxed\{{\s*(?:\\text\{{)?\s*\(?([{labels}])\)?\s*\}}?\s*\}}"),
+        re.compile(rf"ANSWER\s*[:：]\s*\(?([{labels}])\)?", re.IGNORECASE),
+        re.compile(rf"answer\s+is\s*[:：]?\s*\(?([{labels}])\)?(?![A-Za-z0-9])", re.IGNORECASE),
+        re.compile(rf"\(([{labels}])\)"),
+    ]
+
+
+_LETTER_PATTERNS = _choice_patterns("A-J")
+_DIGIT_PATTERNS = _choice_patterns("1-9")
 
 
 def extract_answer_text(solution_str: str, require_think: bool = True) -> str | None:
@@ -42,26 +52,24 @@ def extract_answer_text(solution_str: str, require_think: bool = True) -> str | 
     return None if require_think else solution_str
 
 
-def choice_letter(ground_truth: str) -> str | None:
-    """The option letter when the ground truth is a multiple-choice answer, else None."""
-    match = _CHOICE_GROUND_TRUTH.match(ground_truth)
-    return match.group(1).upper() if match else None
+def choice_label(data_source: str, ground_truth: str) -> str | None:
+    """The option label (A-J, or 1-9 for ARC rows numbered that way) of a multiple-choice row, else None."""
+    letter = _LETTER.match(ground_truth)
+    if letter:
+        return letter.group(1)
+    digit = _DIGIT.match(ground_truth)
+    if digit and any(name in data_source.lower() for name in _CHOICE_SOURCES):
+        return digit.group(1)
+    return None
 
 
-def extract_choice(answer_text: str) -> str | None:
-    """The option letter the response commits to: the last match of the most explicit pattern that matches."""
-    for pattern in _CHOICE_PATTERNS:
+def extract_choice(answer_text: str, numeric: bool = False) -> str | None:
+    """The option the response commits to: the last match of the most explicit pattern that matches."""
+    for pattern in _DIGIT_PATTERNS if numeric else _LETTER_PATTERNS:
         matches = pattern.findall(answer_text)
         if matches:
             return matches[-1].upper()
     return None
-
-
-def _is_choice_row(data_source: str, ground_truth: str) -> bool:
-    source = data_source.lower()
-    if "gpqa" in source or "arc" in source:
-        return True
-    return choice_letter(ground_truth) is not None and not ground_truth.strip().isdigit()
 
 
 def _verify_math(answer_text: str, ground_truth: str) -> tuple[bool, str]:
@@ -142,10 +150,9 @@ def compute_score(
     result = {"score": 0.0, "acc": 0.0, "has_think_close": float(THINK_CLOSE in solution_str), "timed_out": 0.0}
     if answer_text is None:
         return result
-    if _is_choice_row(data_source, ground_truth):
-        gold = choice_letter(ground_truth)
-        gold = _NUMERIC_CHOICES.get(ground_truth.strip(), gold)
-        correct = gold is not None and extract_choice(answer_text) == gold
+    gold = choice_label(data_source, ground_truth)
+    if gold is not None:
+        correct = extract_choice(answer_text, numeric=gold.isdigit()) == gold
     else:
         correct, _, status = grade_math(answer_text, ground_truth, timeout_s)
         result["timed_out"] = float(status == "timeout")

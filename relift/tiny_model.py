@@ -141,11 +141,14 @@ def main(argv: list[str] | None = None) -> None:
 
     frame = pd.read_parquet(args.data)
     os.makedirs(args.out, exist_ok=True)
-    build_tokenizer(_texts(frame), args.vocab_size).save_pretrained(args.out)
-    # Reload as every consumer (veRL, the rollout, eval) will: transformers maps a qwen2 model to its
-    # Qwen2 tokenizer class, whose pre-tokenizer splits digits, so ids differ from the built object's.
+    built = build_tokenizer(_texts(frame), args.vocab_size)
+    built.save_pretrained(args.out)
+    model = build_model(len(built), built.eos_token_id, built.pad_token_id, args.hidden, args.layers, args.seed)
+    model.config.save_pretrained(args.out)
+    # Reload as every consumer (veRL, the rollout, eval) will: with config.json present, transformers
+    # maps a qwen2 model to its Qwen2 tokenizer, whose pre-tokenizer splits digits, so ids differ from
+    # the built object's. Training the warm start with any other tokenizer would teach the wrong ids.
     tokenizer = AutoTokenizer.from_pretrained(args.out)
-    model = build_model(len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, args.hidden, args.layers, args.seed)
     summary = {"parameters": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer)}
     if args.warm_start_steps:
         warm = pd.read_parquet(args.warm_start_data or args.data)

@@ -1,0 +1,37 @@
+# relift: the two set-up commands are `make demo` and `make test` (each installs what it needs first).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-cpu
+
+.PHONY: install demo test test-all bench clean
+
+# CPU install path: torch first (the local CPU build), then everything else under a constraint that
+# keeps it; verl's extras would otherwise pull torch 2.11 with CUDA.
+$(STAMP): requirements.txt constraints-cpu.txt pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "relift CPU path needs Python 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints-cpu.txt -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# A real ReLIFT training on CPU: tiny model and data built offline, ~5 minutes on 2 cores.
+demo: install
+	$(PY) -m relift.demo --out outputs/cpu-demo
+
+# Unit tests and the end-to-end CPU runs (Ray on 127.0.0.1); slow tests are opt-in (make test-all).
+test: install
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,122 @@
+"""End to end on CPU: the real trainer through veRL's RayPPOTrainer.fit(), Ray on 127.0.0.1, tiny model.
+
+Every answer of a randomly initialised model is wrong, so every question is hardest: the buffer fills
+and supervised updates run. RL then has zero advantage everywhere; with the actor's entropy bonus and
+weight decay off its updates change nothing, so a parameter change is the supervised update's doing.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import cpu_overrides, read_metrics
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.e2e
+
+
+def run_main(overrides: list[str], metrics_path: str, log_path: str) -> str:
+    env = {**os.environ, "VERL_FILE_LOGGER_PATH": metrics_path}
+    with open(log_path, "w") as log:
+        result = subprocess.run([sys.executable, "-m", "relift.main", *overrides], stdout=log, stderr=subprocess.STDOUT,
+                                env=env, timeout=900)
+    text = open(log_path).read()
+    assert result.returncode == 0, text[-4000:]
+    return text
+
+
+def wait_until_actors_gone(timeout_s: float = 60.0) -> None:
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while ray.util.list_named_actors() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def weights(path: str) -> dict[str, torch.Tensor]:
+    return load_file(os.path.join(path, "model.safetensors"))
+
+
+def test_relift_fills_buffer_runs_sft_changes_parameters_and_resumes(tiny, tmp_path):
+    out = str(tmp_path)
+    common = cpu_overrides(tiny, out, steps=2) + [
+        "relift.sft_trigger_size=4",
+        "relift.sft_micro_batch_size_per_gpu=2",
+        "relift.max_target_len=8",  # synthetic demonstrations are ~20 tokens: every one is truncated
+        "actor_rollout_ref.actor.entropy_coeff=0",
+        "actor_rollout_ref.actor.optim.weight_decay=0",
+        "trainer.save_freq=1",
+        "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]",
+    ]
+    text = run_main(common, f"{out}/metrics.jsonl", f"{out}/run1.log")
+    rows = read_metrics(f"{out}/metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    assert rows[0]["relift/hardest_in_batch"] == rows[0]["relift/solve_none_frac"] * 8 > 0
+    assert rows[-1]["relift/hardest_seen_total"] >= 8
+    assert rows[-1]["relift/sft_updates_total"] >= 2
+    assert all(np.isfinite(r["relift/sft_loss"]) for r in rows if r["relift/sft_updates"])
+    assert rows[-1]["relift/demos_truncated"] == 4 * rows[-1]["relift/sft_updates_total"]
+    assert rows[0]["relift/demos_used_frac"] > 0
+    assert rows[0]["critic/score/mean"] == 0.0 and rows[0]["actor/pg_loss"] == 0.0
+    assert "[relift] step    1" in text
+
+    # The supervised update moved the weights (RL had nothing to learn from).
+    initial = weights(tiny["model"])
+    trained = weights(f"{out}/checkpoints/global_step_2/actor/huggingface")
+    changed = [name for name in initial if not torch.equal(initial[name], trained[name])]
+    assert changed, "no parameter changed"
+
+    # Checkpoints carry the buffer, the counters and the supervised optimizer's state.
+    step_dir = f"{out}/checkpoints/global_step_2"
+    assert os.path.exists(f"{step_dir}/relift_state.json")
+    assert os.path.exists(f"{step_dir}/actor/relift_sft_optimizer_rank0.pt")
+    assert torch.load(f"{step_dir}/actor/relift_sft_optimizer_rank0.pt", weights_only=False)["state"]
+
+    # Resume: one more step picks up where step 2 left off.
+    buffered = rows[-1]["relift/buffer_size"]
+    resumed = cpu_overrides(tiny, out, steps=3) + common[len(cpu_overrides(tiny, out, steps=2)):]
+    text = run_main(resumed, f"{out}/metrics-resume.jsonl", f"{out}/run2.log")
+    assert f"[relift] resumed buffer of {int(buffered)} questions" in text
+    rows = read_metrics(f"{out}/metrics-resume.jsonl")
+    assert [r["step"] for r in rows] == [3]
+    assert rows[0]["relift/hardest_seen_total"] > 16
+
+
+def test_relift_off_is_exactly_verls_grpo(tiny, tmp_path):
+    """relift.enable=false through ReLIFTTrainer gives the metrics of veRL's own RayPPOTrainer."""
+    import ray
+    from hydra import compose, initialize_config_module
+
+    from relift.main import start_cpu_ray
+    from relift.task_runner import ReLIFTTaskRunner
+
+    overrides = cpu_overrides(tiny, str(tmp_path), steps=2) + ["relift.enable=false", "trainer.save_freq=-1"]
+    with initialize_config_module(config_module="relift.config", version_base=None):
+        config = compose(config_name="relift_trainer", overrides=overrides)
+    start_cpu_ray(config)
+    metrics = {}
+    try:
+        for name, trainer_cls in [("relift", "relift.trainer.ReLIFTTrainer"),
+                                  ("verl", "verl.trainer.ppo.ray_trainer.RayPPOTrainer")]:
+            path = str(tmp_path / f"{name}.jsonl")
+            runner = ReLIFTTaskRunner.options(runtime_env={"env_vars": {"VERL_FILE_LOGGER_PATH": path}}).remote()
+            ray.get(runner.run.remote(config, trainer_cls))
+            ray.kill(runner)  # its workers and rollout server go with it
+            wait_until_actors_gone()
+            metrics[name] = read_metrics(path)
+    finally:
+        ray.shutdown()
+
+    relift, verl = metrics["relift"], metrics["verl"]
+    assert len(relift) == len(verl) == 2
+    assert not any(key.startswith("relift/") for row in relift for key in row)
+    compared = ["critic/score/mean", "response_length/mean", "actor/pg_loss", "actor/entropy", "actor/grad_norm",
+                "actor/entropy_loss", "critic/advantages/mean"]
+    for ours, theirs in zip(relift, verl, strict=True):
+        for key in compared:
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-7), key

@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from relift.sft import build_sft_batch, demonstration_text, sft_loss, strip_think_prefix
+
+EOS, PAD = 99, 0
+
+
+def test_layout_masks_only_demonstration_and_eos():
+    batch = build_sft_batch([[5, 6, 7], [8]], [[11, 12], [13, 14, 15]], eos_token_id=EOS, pad_token_id=PAD, max_target_len=8)
+    t = batch.tensors
+    assert t["prompts"].tolist() == [[5, 6, 7], [PAD, PAD, 8]]
+    assert t["responses"].tolist() == [[11, 12, EOS, PAD], [13, 14, 15, EOS]]
+    assert t["response_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert t["input_ids"].shape == (2, 7)
+    assert t["attention_mask"].tolist() == [[1, 1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1, 1]]
+    assert t["position_ids"][1].tolist()[2:] == [0, 1, 2, 3, 4]
+    assert batch.truncated == 0
+
+
+def test_truncation_is_counted_and_never_overwrites_a_token():
+    demo = list(range(10, 20))
+    batch = build_sft_batch([[1]], [demo], eos_token_id=EOS, pad_token_id=PAD, max_target_len=4)
+    assert batch.truncated == 1
+    assert batch.tensors["responses"].tolist() == [[10, 11, 12, 13]]
+    exact = build_sft_batch([[1]], [demo[:4]], eos_token_id=EOS, pad_token_id=PAD, max_target_len=4)
+    assert exact.truncated == 0 and exact.tensors["responses"].tolist() == [[10, 11, 12, 13, EOS]]
+
+
+def test_loss_sees_only_masked_tokens():
+    log_probs = torch.tensor([[-1.0, -2.0, -100.0], [-3.0, -100.0, -100.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    loss, nll = sft_loss(log_probs, None, mask, global_num_tokens=3.0, dp_size=1, entropy_coeff=0.0)
+    assert nll.item() == pytest.approx(2.0) and loss.item() == pytest.approx(2.0)
+
+
+def test_loss_is_global_token_mean_across_ranks():
+    # Two ranks each hold half of the tokens; data-parallel reduction averages their gradients.
+    log_probs = torch.tensor([[-1.0, -3.0]], requires_grad=True)
+    mask = torch.ones(1, 2)
+    loss, _ = sft_loss(log_probs, None, mask, global_num_tokens=4.0, dp_size=2, entropy_coeff=0.0)
+    loss.backward()
+    # averaged over 2 ranks, each token's gradient is -1/4: the gradient of the mean over all 4 tokens
+    assert (log_probs.grad / 2).tolist() == [[-0.25, -0.25]]
+
+
+def test_entropy_bonus_lowers_loss():
+    log_probs = torch.full((1, 2), -1.0)
+    entropy = torch.full((1, 2), 2.0)
+    mask = torch.ones(1, 2)
+    loss, nll = sft_loss(log_probs, entropy, mask, global_num_tokens=2.0, dp_size=1, entropy_coeff=0.001)
+    assert nll.item() == pytest.approx(1.0) and loss.item() == pytest.approx(1.0 - 0.002)
+
+
+def test_demonstration_formats():
+    assert demonstration_text([{"role": "assistant", "content": "sol"}]) == "sol"
+    assert demonstration_text("sol") == "sol"
+    assert demonstration_text(None) is None and demonstration_text("") is None
+    assert demonstration_text([{"role": "user", "content": "x"}]) is None
+
+
+def test_think_prefix_stripped_only_when_prompt_opened_it():
+    assert strip_think_prefix("...assistant\n<think>\n", "<think>\nreason</think>") == "reason</think>"
+    assert strip_think_prefix("...assistant\n", "<think>\nreason</think>") == "<think>\nreason</think>"
