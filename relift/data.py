@@ -41,14 +41,14 @@ class DataRowError(ValueError):
         self.path, self.row, self.field, self.problem = path, row, field, problem
 
 
-def _as_list(value):
+def as_list(value):
     """pyarrow hands list columns to pandas as numpy arrays."""
     if isinstance(value, np.ndarray):
         return list(value)
     return value
 
 
-def _is_missing(value) -> bool:
+def is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
@@ -67,7 +67,7 @@ def _check_text(value, field: str, *, allow_empty: bool = False) -> str | None:
 
 def _check_messages(messages, field: str) -> tuple[str, str] | None:
     """(field path, problem) for a chat-message list, or None."""
-    messages = _as_list(messages)
+    messages = as_list(messages)
     if not isinstance(messages, list):
         return field, f"expected a list of {{role, content}} messages, got {type(messages).__name__}"
     if not messages:
@@ -91,7 +91,7 @@ def row_problem(row: Mapping, *, require_target: bool) -> tuple[str, str] | None
     found = _check_messages(row.get("prompt"), "prompt")
     if found:
         return found
-    prompt = _as_list(row["prompt"])
+    prompt = as_list(row["prompt"])
     if not any(m["role"] == "user" for m in prompt):
         return "prompt", "has no user message (the question)"
     problem = _check_text(row.get("ability"), "ability")
@@ -100,16 +100,16 @@ def row_problem(row: Mapping, *, require_target: bool) -> tuple[str, str] | None
     reward_model = row.get("reward_model")
     if not isinstance(reward_model, Mapping):
         return "reward_model", f"expected {{ground_truth, style}}, got {type(reward_model).__name__}"
-    if _is_missing(reward_model.get("ground_truth")):
+    if is_missing(reward_model.get("ground_truth")):
         return "reward_model.ground_truth", "is missing"
     problem = _check_text(reward_model.get("ground_truth"), "ground_truth")
     if problem:
         return "reward_model.ground_truth", problem
     extra_info = row.get("extra_info")
-    if not _is_missing(extra_info) and not isinstance(extra_info, Mapping):
+    if not is_missing(extra_info) and not isinstance(extra_info, Mapping):
         return "extra_info", f"expected a mapping, got {type(extra_info).__name__}"
-    target = _as_list(row.get("target"))
-    if _is_missing(target):
+    target = as_list(row.get("target"))
+    if is_missing(target):
         return ("target", "is missing (a demonstration is required)") if require_target else None
     if isinstance(target, str):
         problem = _check_text(target, "target")
@@ -130,9 +130,10 @@ def read_table(path: str) -> pd.DataFrame:
         if path.endswith(".parquet"):
             frame = pd.read_parquet(path)
         elif path.endswith(".jsonl"):
-            frame = pd.read_json(path, lines=True)
+            # dtype=False: keep "42" a string; pandas would otherwise turn numeric-looking text into numbers.
+            frame = pd.read_json(path, lines=True, dtype=False, convert_dates=False)
         elif path.endswith(".json"):
-            frame = pd.read_json(path)
+            frame = pd.read_json(path, dtype=False, convert_dates=False)
         else:
             raise DataFileError(path, "unsupported file type (expected .parquet, .jsonl or .json)")
     except DataFileError:

@@ -93,6 +93,44 @@ def summarize(rows: list[dict], wall_s: float) -> dict:
     }
 
 
+def build_inputs(out: str, warm_start_steps: int) -> dict[str, str]:
+    """Synthetic data and the warm-started tiny model under `out` (the model is reused when present)."""
+    python = sys.executable
+    data_dir, model_dir = os.path.join(out, "data"), os.path.join(out, "tiny-model")
+    _run([python, os.path.join(REPO, "dataset", "synthetic_math.py"), "--out", data_dir, "--val-rows", "96"])
+    if not os.path.exists(os.path.join(model_dir, "model.safetensors")):
+        _run([python, "-m", "relift.tiny_model", "--data", os.path.join(data_dir, "train.parquet"), "--out", model_dir,
+              "--warm-start-data", os.path.join(data_dir, "warm_start.parquet"),
+              "--warm-start-steps", str(warm_start_steps)])
+    return {"model": model_dir, "train": os.path.join(data_dir, "train.parquet"), "val": os.path.join(data_dir, "val.parquet")}
+
+
+def train(inputs: dict[str, str], run_dir: str, steps: int, overrides: list[str]) -> list[dict]:
+    """One `python -m relift.main device=cpu` run; returns its per-step metrics."""
+    ckpt_dir, metrics_path = os.path.join(run_dir, "checkpoints"), os.path.join(run_dir, "metrics.jsonl")
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    if os.path.exists(metrics_path):
+        os.remove(metrics_path)
+    os.makedirs(run_dir, exist_ok=True)
+    command = [
+        sys.executable, "-m", "relift.main",
+        "device=cpu",
+        f"actor_rollout_ref.model.path={inputs['model']}",
+        f"data.train_files={inputs['train']}",
+        f"data.val_files={inputs['val']}",
+        f"trainer.total_training_steps={steps}",
+        f"trainer.save_freq={steps}",
+        f"trainer.test_freq={steps}",
+        "trainer.logger=[file]",
+        f"trainer.default_local_dir={ckpt_dir}",
+        "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]",
+        *overrides,
+    ]
+    env = {**os.environ, "VERL_FILE_LOGGER_PATH": metrics_path, "PYTHONUNBUFFERED": "1"}
+    _run(command, log_path=os.path.join(run_dir, "train.log"), env=env)
+    return read_metrics(metrics_path)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/cpu-demo")
@@ -102,41 +140,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     start = time.time()
     out = os.path.abspath(args.out)
-    data_dir, model_dir, ckpt_dir = (os.path.join(out, name) for name in ("data", "tiny-model", "checkpoints"))
-    metrics_path = os.path.join(out, "metrics.jsonl")
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
-    if os.path.exists(metrics_path):
-        os.remove(metrics_path)
-    os.makedirs(out, exist_ok=True)
+    inputs = build_inputs(out, args.warm_start_steps)
+    rows = train(inputs, out, args.steps, ["trainer.experiment_name=cpu-demo", *args.overrides])
 
-    python = sys.executable
-    _run([python, os.path.join(REPO, "dataset", "synthetic_math.py"), "--out", data_dir])
-    if not os.path.exists(os.path.join(model_dir, "config.json")):
-        _run([python, "-m", "relift.tiny_model", "--data", os.path.join(data_dir, "train.parquet"), "--out", model_dir,
-              "--warm-start-data", os.path.join(data_dir, "warm_start.parquet"),
-              "--warm-start-steps", str(args.warm_start_steps)])
-
-    overrides = [
-        "device=cpu",
-        f"actor_rollout_ref.model.path={model_dir}",
-        f"data.train_files={os.path.join(data_dir, 'train.parquet')}",
-        f"data.val_files={os.path.join(data_dir, 'val.parquet')}",
-        f"trainer.total_training_steps={args.steps}",
-        f"trainer.save_freq={args.steps}",
-        f"trainer.test_freq={args.steps}",
-        "trainer.logger=[file]",
-        f"trainer.default_local_dir={ckpt_dir}",
-        "trainer.experiment_name=cpu-demo",
-        "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]",
-        *args.overrides,
-    ]
-    env = {**os.environ, "VERL_FILE_LOGGER_PATH": metrics_path, "PYTHONUNBUFFERED": "1"}
-    _run([python, "-m", "relift.main", *overrides], log_path=os.path.join(out, "train.log"), env=env)
-
-    rows = read_metrics(metrics_path)
     final_model = os.path.join(out, "final_model")
     shutil.rmtree(final_model, ignore_errors=True)
-    shutil.copytree(os.path.join(ckpt_dir, f"global_step_{args.steps}", "actor", "huggingface"), final_model)
+    shutil.copytree(os.path.join(out, "checkpoints", f"global_step_{args.steps}", "actor", "huggingface"), final_model)
     plot(rows, os.path.join(out, "relift.png"))
     summary = summarize(rows, time.time() - start)
     with open(os.path.join(out, "summary.json"), "w") as f:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,7 +18,7 @@ def tiny(tmp_path_factory):
     data, model = str(root / "data"), str(root / "model")
     subprocess.run(
         [sys.executable, os.path.join(REPO, "dataset", "synthetic_math.py"), "--out", data, "--train-rows", "64",
-         "--val-rows", "8", "--warm-start-rows", "8"],
+         "--val-rows", "8", "--warm-start-rows", "256"],
         check=True,
     )
     subprocess.run(
@@ -25,8 +26,28 @@ def tiny(tmp_path_factory):
          "--hidden", "64"],
         check=True,
     )
-    return {"data": data, "model": model, "train": os.path.join(data, "train.parquet"),
-            "val": os.path.join(data, "val.parquet")}
+    # The training file goes through dataset/prepare_train.py from an OpenR1-style jsonl (problem /
+    # solution / answer), as a user's own data would.
+    frame = pd.read_parquet(os.path.join(data, "train.parquet"))
+    openr1 = root / "openr1.jsonl"
+    with open(openr1, "w") as f:
+        for prompt, target, reward_model in zip(frame.prompt, frame.target, frame.reward_model, strict=True):
+            row = {"problem": prompt[-1]["content"], "solution": target[0]["content"], "answer": reward_model["ground_truth"]}
+            f.write(json.dumps(row) + "\n")
+    train = str(root / "prepared.parquet")
+    subprocess.run(
+        [sys.executable, os.path.join(REPO, "dataset", "prepare_train.py"), "--input", str(openr1), "--output", train,
+         "--system-prompt", prompt[0]["content"]],
+        check=True,
+    )
+    # The same architecture warm-started on addition: it solves some questions, so GRPO has advantages.
+    warm_model = str(root / "warm-model")
+    subprocess.run(
+        [sys.executable, "-m", "relift.tiny_model", "--data", os.path.join(data, "train.parquet"), "--out", warm_model,
+         "--hidden", "64", "--warm-start-data", os.path.join(data, "warm_start.parquet"), "--warm-start-steps", "200"],
+        check=True,
+    )
+    return {"data": data, "model": model, "warm_model": warm_model, "train": train, "val": os.path.join(data, "val.parquet")}
 
 
 def cpu_overrides(tiny, out_dir, steps: int) -> list[str]:
@@ -41,7 +62,3 @@ def cpu_overrides(tiny, out_dir, steps: int) -> list[str]:
         "data.max_response_length=24",
     ]
 
-
-def read_metrics(path) -> list[dict]:
-    with open(path) as f:
-        return [{"step": r["step"], **r["data"]} for r in map(json.loads, f)]

@@ -1,0 +1,219 @@
+"""Prepare ReLIFT's training parquet: veRL's RL schema plus the demonstration (`target`).
+
+    cd dataset && python prepare_train.py                       # the reference's source, from the HF hub
+    python dataset/prepare_train.py --input my.jsonl --output dataset/mine.parquet \\
+        --tokenizer /models/Qwen2.5-Math-7B-16k-think --max-prompt-length 1024 --max-target-len 8192
+
+Sources: the Hugging Face dataset `Elliott/Openr1-Math-46k-8192` (LUFFY's OpenR1 subset, already in the
+schema) by default, or local parquet / jsonl / json files (`--input`, several allowed) in the schema or
+in a common shape that is mapped to it:
+- `problem` + `solution` [+ `answer`] (OpenR1 / MATH style): the solution is the demonstration; without
+  `answer`, the last `\\boxed{...}` of the solution is the ground truth;
+- `question` + `answer` with a `#### <answer>` line (GSM8K style).
+Every output row is validated (relift/data.py, the same check the trainer runs before Ray starts).
+A bad row stops the run with its file, row and field, or with `--skip-bad` goes to a rejects file.
+The output is written atomically: a failed run never clobbers an existing file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+
+import pandas as pd
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from relift.data import (  # noqa: E402
+    DataFileError,
+    DataRowError,
+    as_list,
+    is_missing,
+    read_table,
+    row_problem,
+    write_parquet_atomic,
+)
+
+HF_DATASET = "Elliott/Openr1-Math-46k-8192"
+
+# The reference's system prompt (LUFFY / ReLIFT training and evaluation rows), verbatim.
+SYSTEM_PROMPT = (
+    "Your task is to follow a systematic, thorough reasoning process before providing the final solution. "
+    "This involves analyzing, summarizing, exploring, reassessing, and refining your thought process through "
+    "multiple iterations. Structure your response into two sections: Thought and Solution. In the Thought "
+    'section, present your reasoning using the format: "<think>\n {thoughts} </think>\n". Each thought should '
+    "include detailed analysis, brainstorming, verification, and refinement of ideas. After \"</think>\n,\" in "
+    "the Solution section, provide the final, logical, and accurate answer, clearly derived from the "
+    "exploration in the Thought section. If applicable, include the answer in \\boxed{} for closed-form "
+    "results like multiple choices or mathematical solutions."
+)
+
+
+class SourceUnavailable(RuntimeError):
+    pass
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} in text, braces balanced."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, i = 0, start + len("\\boxed")
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j]
+    return None
+
+
+def to_schema(record: dict, index: int, source: str, system_prompt: str) -> dict:
+    """Map one input record to the training schema (validation happens afterwards)."""
+    if "prompt" in record and "reward_model" in record:
+        return record
+    if "problem" in record:
+        question, demonstration = record.get("problem"), record.get("solution")
+        answer = record.get("answer")
+        if (is_missing(answer) or answer == "") and isinstance(demonstration, str):
+            answer = last_boxed(demonstration)
+    elif "question" in record and "answer" in record:
+        question, demonstration = record["question"], record["answer"]
+        answer = demonstration.rsplit("####", 1)[-1].strip() if isinstance(demonstration, str) and "####" in demonstration else None
+    else:
+        raise DataRowError(source, index, "*", f"unrecognised row shape (columns: {sorted(record)}); expected the "
+                           "training schema, problem/solution[/answer] or question/answer")
+    if isinstance(answer, int | float) and not isinstance(answer, bool):
+        answer = str(answer)  # a mapped source may store numeric answers as numbers
+    prompt = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [{"role": "user", "content": question}]
+    return {
+        "data_source": next(
+            (record[k] for k in ("data_source", "source") if not is_missing(record.get(k)) and record[k] != ""),
+            os.path.basename(source),
+        ),
+        "prompt": prompt,
+        "target": None if is_missing(demonstration) else [{"role": "assistant", "content": demonstration}],
+        "ability": "math",
+        "reward_model": {"ground_truth": None if is_missing(answer) else answer, "style": "rule"},
+        "extra_info": {"index": index, "split": "train"},
+    }
+
+
+def load_hub(name: str) -> tuple[str, pd.DataFrame]:
+    try:
+        import datasets
+
+        return f"hf://{name}", datasets.load_dataset(name, split="train").to_pandas()
+    except Exception as error:
+        raise SourceUnavailable(
+            f"cannot load the Hugging Face dataset {name} ({type(error).__name__}: {str(error).splitlines()[0][:200]}).\n"
+            "Without access to the hub, pass a local copy instead, e.g.\n"
+            "  python dataset/prepare_train.py --input /path/to/openr1.parquet --output dataset/openr1.parquet"
+        ) from None
+
+
+def _canonical(value):
+    if hasattr(value, "tolist"):
+        return _canonical(value.tolist())
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def prepare(args) -> dict:
+    sources = [(path, read_table(path)) for path in args.input] if args.input else [load_hub(args.hf_dataset)]
+    tokenizer = None
+    if args.tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+
+    counts: Counter = Counter()
+    kept, rejects, seen = [], [], set()
+    for source, frame in sources:
+        for index, record in enumerate(frame.to_dict("records")):
+            counts["read"] += 1
+            record = _canonical(record)
+            try:
+                row = to_schema(record, index, source, args.system_prompt)
+            except DataRowError as error:
+                found = (error.field, error.problem)
+            else:
+                found = row_problem(row, require_target=not args.allow_missing_target)
+            if found:
+                field, problem = found
+                if not args.skip_bad:
+                    raise DataRowError(source, index, field, problem)
+                counts[f"rejected: {field}"] += 1
+                rejects.append({"file": source, "row": index, "field": field, "problem": problem, "record": record})
+                continue
+            key = json.dumps([row["prompt"], row["reward_model"], row.get("target")], sort_keys=True, default=str)
+            if key in seen:
+                counts["dropped: exact duplicate"] += 1
+                continue
+            seen.add(key)
+            if tokenizer is not None:
+                prompt_ids = tokenizer.apply_chat_template(as_list(row["prompt"]), add_generation_prompt=True, tokenize=False)
+                if len(tokenizer.encode(prompt_ids, add_special_tokens=False)) > args.max_prompt_length:
+                    counts["dropped: prompt longer than --max-prompt-length"] += 1
+                    continue
+                target = row.get("target")
+                text = target if isinstance(target, str) else (as_list(target)[0]["content"] if target is not None else "")
+                if len(tokenizer.encode(text, add_special_tokens=False)) > args.max_target_len:
+                    counts["kept: demonstration longer than --max-target-len (will be truncated)"] += 1
+            kept.append(row)
+
+    if args.seed is not None:
+        kept = pd.DataFrame(kept).sample(frac=1.0, random_state=args.seed).to_dict("records") if kept else kept
+    if args.max_rows is not None:
+        kept = kept[: args.max_rows]
+    if not kept:
+        raise DataFileError(args.output, "no valid rows to write")
+    for i, row in enumerate(kept):
+        row["extra_info"] = {**(row.get("extra_info") or {}), "index": i}
+    write_parquet_atomic(pd.DataFrame(kept), args.output)
+    counts["written"] = len(kept)
+    if rejects:
+        rejects_path = args.rejects or os.path.splitext(args.output)[0] + ".rejects.jsonl"
+        with open(rejects_path + ".tmp", "w") as f:
+            for reject in rejects:
+                f.write(json.dumps(reject, default=str) + "\n")
+        os.replace(rejects_path + ".tmp", rejects_path)
+        counts["rejects file"] = rejects_path
+    return dict(counts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", nargs="+", help="local parquet / jsonl / json files (default: the HF dataset)")
+    parser.add_argument("--hf-dataset", default=HF_DATASET)
+    parser.add_argument("--output", default="openr1.parquet")
+    parser.add_argument("--tokenizer", help="model path: enables the length filters below")
+    parser.add_argument("--max-prompt-length", type=int, default=1024, help="drop rows whose templated prompt is longer")
+    parser.add_argument("--max-target-len", type=int, default=8192, help="count demonstrations longer than this")
+    parser.add_argument("--max-rows", type=int)
+    parser.add_argument("--seed", type=int, help="shuffle the rows with this seed before --max-rows")
+    parser.add_argument("--system-prompt", default=SYSTEM_PROMPT, help="for mapped rows; '' for none")
+    parser.add_argument("--allow-missing-target", action="store_true", help="keep rows without a demonstration")
+    parser.add_argument("--skip-bad", action="store_true", help="write bad rows to a rejects file instead of failing")
+    parser.add_argument("--rejects", help="rejects file (default: <output>.rejects.jsonl)")
+    args = parser.parse_args(argv)
+    try:
+        summary = prepare(args)
+    except (SourceUnavailable, DataFileError, DataRowError) as error:
+        print(f"prepare_train: error: {error}", file=sys.stderr)
+        return 2
+    for key, value in summary.items():
+        print(f"  {key:<70} {value}")
+    print(f"prepare_train: wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Shared body of every GPU example: ReLIFT (or, with RELIFT=false, the RL-only baseline) with the
+# paper's settings from relift/config/relift_trainer.yaml, on NNODES x GPUS_PER_NODE GPUs.
+#   MODEL=/path/to/Qwen2.5-Math-7B-16k-think EXP=math_7b_relift bash examples/run_relift.sh [overrides...]
+set -euo pipefail
+: "${MODEL:?set MODEL to a local Hugging Face checkpoint (a -think chat template, see README)}"
+: "${EXP:?set EXP, the experiment name}"
+TRAIN_FILES=${TRAIN_FILES:-dataset/openr1.parquet}
+VAL_FILES=${VAL_FILES:-dataset/relift_valid.parquet}
+NNODES=${NNODES:-1}
+GPUS_PER_NODE=${GPUS_PER_NODE:-8}
+SFT_MICRO=${SFT_MICRO:-2}
+RELIFT=${RELIFT:-true}
+cd "$(dirname "$0")/.."
+
+python3 -u -m relift.main \
+    actor_rollout_ref.model.path="$MODEL" \
+    data.train_files="$TRAIN_FILES" \
+    data.val_files="$VAL_FILES" \
+    relift.enable="$RELIFT" \
+    relift.sft_micro_batch_size_per_gpu="$SFT_MICRO" \
+    trainer.nnodes="$NNODES" \
+    trainer.n_gpus_per_node="$GPUS_PER_NODE" \
+    trainer.experiment_name="$EXP" \
+    trainer.logger='[console,wandb]' \
+    "$@"
