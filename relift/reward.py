@@ -14,14 +14,18 @@ Every grading call is bounded in time. math-verify's own timeout uses SIGALRM, w
 process's main thread, and veRL calls the reward from executor threads inside Ray workers. So grading
 runs in a small pool of child processes (on their main thread, where math-verify's timeout works) and
 the caller waits at most `timeout_s`; a grader that overruns is killed and the pool replaced.
+`RELIFT_GRADER_PROCESSES` sets the pool's size (default 1 per process that grades).
 """
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import multiprocessing
+import os
 import re
 import threading
+from dataclasses import dataclass
 
 THINK_CLOSE = "</think>"
 DEFAULT_TIMEOUT_S = 10.0
@@ -96,7 +100,14 @@ class _GraderPool:
                 # forkserver: never fork a multi-threaded Ray worker, and keep torch out of the children.
                 context = multiprocessing.get_context("forkserver")
                 self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context)
+                atexit.register(self.close)
             return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _discard(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
         with self._lock:
@@ -119,7 +130,7 @@ class _GraderPool:
             raise
 
 
-_GRADERS = _GraderPool()
+_GRADERS = _GraderPool(workers=int(os.environ.get("RELIFT_GRADER_PROCESSES", "1")))
 
 
 def grade_math(answer_text: str, ground_truth: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[bool, str, str]:
@@ -131,6 +142,31 @@ def grade_math(answer_text: str, ground_truth: str, timeout_s: float = DEFAULT_T
         return False, "", "timeout"
     except Exception:  # a parser crash on a malformed answer is a wrong answer, not a failed run
         return False, "", "error"
+
+
+@dataclass
+class Grade:
+    correct: bool
+    extracted: str
+    """The answer the grader read: an option label, or math-verify's parse of the answer text."""
+    has_think_close: bool
+    status: str
+    """ok, no_think (no `</think>` while it is required), timeout or error."""
+
+
+def grade(data_source: str, response: str, ground_truth: str, require_think: bool = True,
+          timeout_s: float = DEFAULT_TIMEOUT_S) -> Grade:
+    """Grade one response: the rule shared by the training reward and evaluation."""
+    has_think_close = THINK_CLOSE in response
+    answer_text = extract_answer_text(response, require_think)
+    if answer_text is None:
+        return Grade(False, "", has_think_close, "no_think")
+    gold = choice_label(data_source, ground_truth)
+    if gold is not None:
+        extracted = extract_choice(answer_text, numeric=gold.isdigit()) or ""
+        return Grade(extracted == gold, extracted, has_think_close, "ok")
+    correct, extracted, status = grade_math(answer_text, ground_truth, timeout_s)
+    return Grade(correct, extracted, has_think_close, status)
 
 
 def compute_score(
@@ -146,15 +182,10 @@ def compute_score(
 
     Extra keys (logged by veRL per response): `has_think_close`, `timed_out`.
     """
-    answer_text = extract_answer_text(solution_str, require_think)
-    result = {"score": 0.0, "acc": 0.0, "has_think_close": float(THINK_CLOSE in solution_str), "timed_out": 0.0}
-    if answer_text is None:
-        return result
-    gold = choice_label(data_source, ground_truth)
-    if gold is not None:
-        correct = extract_choice(answer_text, numeric=gold.isdigit()) == gold
-    else:
-        correct, _, status = grade_math(answer_text, ground_truth, timeout_s)
-        result["timed_out"] = float(status == "timeout")
-    result["score"] = result["acc"] = float(correct)
-    return result
+    result = grade(data_source, solution_str, ground_truth, require_think, timeout_s)
+    return {
+        "score": float(result.correct),
+        "acc": float(result.correct),
+        "has_think_close": float(result.has_think_close),
+        "timed_out": float(result.status == "timeout"),
+    }

@@ -111,8 +111,12 @@ def test_relift_off_is_exactly_verls_grpo(tiny, tmp_path):
     assert len(relift) == len(verl) == 2
     assert not any(key.startswith("relift/") for row in relift for key in row)
     assert any(row["critic/score/mean"] > 0 for row in relift), "no reward at all: the comparison would be vacuous"
-    compared = ["critic/score/mean", "response_length/mean", "actor/pg_loss", "actor/entropy", "actor/grad_norm",
-                "actor/entropy_loss", "critic/advantages/mean"]
+    # What was sampled and scored must match exactly; float reductions (losses, norms) may differ in the
+    # last digits because responses to the same prompt can arrive at the rollout in another order.
+    exact = ["critic/score/mean", "response_length/mean", "critic/advantages/mean", "critic/advantages/max"]
+    reduced = ["actor/pg_loss", "actor/entropy", "actor/entropy_loss", "actor/grad_norm"]
     for ours, theirs in zip(relift, verl, strict=True):
-        for key in compared:
-            assert ours[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-7), key
+        for key in exact:
+            assert ours[key] == pytest.approx(theirs[key], abs=1e-6), key
+        for key in reduced:
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-3, abs=1e-6), key
