@@ -5,9 +5,9 @@ Before Ray starts, every training file is validated (`relift.data`), so a bad ro
 with its file, row and field instead of after the workers are up.
 
 With `trainer.device=cpu` the driver selects relift's CPU platform and `hf` rollout for every process
-(`VERL_PLATFORM`, `VERL_USE_EXTERNAL_MODULES`) and starts a local Ray bound to 127.0.0.1 with one
-logical GPU per training process. veRL is imported only after that, because it resolves the platform
-at import time.
+(`VERL_PLATFORM`, `VERL_USE_EXTERNAL_MODULES`) and starts a local Ray on the loopback interface with one
+logical GPU per training process. veRL is imported only after that, because it resolves the platform at
+import time.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import os
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+
+RAY_LOOPBACK_ADDRESS = "127.0.0.2"
 
 CPU_ENV = {
     "VERL_PLATFORM": "cpu",
@@ -50,7 +52,9 @@ def start_cpu_ray(config: DictConfig) -> None:
     runtime_env.setdefault("env_vars", {}).update(CPU_ENV)
     num_gpus = config.trainer.n_gpus_per_node * config.trainer.nnodes
     ray.init(
-        _node_ip_address="127.0.0.1",
+        # Loopback only. Ray swaps 127.0.0.1 itself for the host's routable address
+        # (ray._private.services.resolve_ip_for_localhost); another address of 127.0.0.0/8 stays on `lo`.
+        _node_ip_address=RAY_LOOPBACK_ADDRESS,
         # Logical slots, not cores: veRL reserves 3 CPUs per GPU bundle, plus its task runner, agent-loop
         # and reward workers. The phases of a step run one after another, so they do not compete.
         num_cpus=4 * num_gpus + 8,
