@@ -52,11 +52,11 @@ def is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
 
-def _check_text(value, field: str, *, allow_empty: bool = False) -> str | None:
+def _check_text(value) -> str | None:
     """Returns the problem with a text value, or None."""
     if not isinstance(value, str):
         return f"expected a string, got {type(value).__name__}"
-    if not allow_empty and not value.strip():
+    if not value.strip():
         return "is empty"
     try:
         value.encode("utf-8")
@@ -77,7 +77,7 @@ def _check_messages(messages, field: str) -> tuple[str, str] | None:
             return f"{field}[{i}]", f"expected a {{role, content}} message, got {type(message).__name__}"
         if message.get("role") not in ROLES:
             return f"{field}[{i}].role", f"expected one of {sorted(ROLES)}, got {message.get('role')!r}"
-        problem = _check_text(message.get("content"), "content")
+        problem = _check_text(message.get("content"))
         if problem:
             return f"{field}[{i}].content", problem
     return None
@@ -85,7 +85,7 @@ def _check_messages(messages, field: str) -> tuple[str, str] | None:
 
 def row_problem(row: Mapping, *, require_target: bool) -> tuple[str, str] | None:
     """The first (field, problem) of a row, or None when the row is valid."""
-    problem = _check_text(row.get("data_source"), "data_source")
+    problem = _check_text(row.get("data_source"))
     if problem:
         return "data_source", problem
     found = _check_messages(row.get("prompt"), "prompt")
@@ -94,7 +94,7 @@ def row_problem(row: Mapping, *, require_target: bool) -> tuple[str, str] | None
     prompt = as_list(row["prompt"])
     if not any(m["role"] == "user" for m in prompt):
         return "prompt", "has no user message (the question)"
-    problem = _check_text(row.get("ability"), "ability")
+    problem = _check_text(row.get("ability"))
     if problem:
         return "ability", problem
     reward_model = row.get("reward_model")
@@ -102,7 +102,7 @@ def row_problem(row: Mapping, *, require_target: bool) -> tuple[str, str] | None
         return "reward_model", f"expected {{ground_truth, style}}, got {type(reward_model).__name__}"
     if is_missing(reward_model.get("ground_truth")):
         return "reward_model.ground_truth", "is missing"
-    problem = _check_text(reward_model.get("ground_truth"), "ground_truth")
+    problem = _check_text(reward_model.get("ground_truth"))
     if problem:
         return "reward_model.ground_truth", problem
     extra_info = row.get("extra_info")
@@ -112,7 +112,7 @@ def row_problem(row: Mapping, *, require_target: bool) -> tuple[str, str] | None
     if is_missing(target):
         return ("target", "is missing (a demonstration is required)") if require_target else None
     if isinstance(target, str):
-        problem = _check_text(target, "target")
+        problem = _check_text(target)
         return ("target", problem) if problem else None
     found = _check_messages(target, "target")
     if found:

@@ -176,7 +176,7 @@ class ReLIFTTrainer(RayPPOTrainer):
         self.counters["demos_truncated"] += sft_batch.truncated
         self.demos_used.update(q.question_id for q in questions)
         return {
-            "relift/sft_loss": float(np.sum(worker_metrics["relift/sft_nll"])),
+            "relift/sft_loss": float(np.mean(worker_metrics["relift/sft_nll"])),
             "relift/sft_grad_norm": float(np.mean(worker_metrics["grad_norm"])),
             "relift/sft_lr": float(np.mean(worker_metrics["lr"])),
             "relift/sft_demo_tokens": int(sft_batch.tensors["response_mask"].sum()),

@@ -42,7 +42,9 @@ def sft_loss_fn(model_output, data, dp_group=None, *, entropy_coeff: float):
         dp_size=data["dp_size"],
         entropy_coeff=entropy_coeff,
     )
-    return loss, {"relift/sft_nll": Metric(value=nll, aggregation=AggregationType.SUM)}
+    # veRL averages a metric over DP ranks and sums it over micro-batches; each rank's share of the
+    # global token mean is scaled by dp_size like the loss, so that the average is the global NLL.
+    return loss, {"relift/sft_nll": Metric(value=nll * data["dp_size"], aggregation=AggregationType.SUM)}
 
 
 @contextmanager

@@ -2,6 +2,7 @@ import os
 import re
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from relift.data import DataFileError, DataRowError, validate_file, validate_frame, write_parquet_atomic
@@ -87,7 +88,7 @@ def test_atomic_write_keeps_existing_file_on_failure(tmp_path):
     write_parquet_atomic(pd.DataFrame([good_row()]), path)
     before = open(path, "rb").read()
     unwritable = pd.DataFrame({"x": [object()]})  # pyarrow cannot convert a bare object
-    with pytest.raises(Exception):
+    with pytest.raises(pa.ArrowException):
         write_parquet_atomic(unwritable, path)
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == ["out.parquet"]

@@ -126,9 +126,10 @@ def test_relift_off_is_exactly_verls_grpo(tiny, tmp_path):
 def test_supervised_update_does_not_depend_on_world_size(tiny, tmp_path):
     """One supervised step on the same demonstrations with 1 and with 2 data-parallel ranks (gloo) gives
     the same weights: the loss is the global token mean (the reference scaled it by 1/world_size)."""
-    trained = {}
+    trained, nll = {}, {}
     for ranks in (1, 2):
         out = str(tmp_path / f"dp{ranks}")
+        os.makedirs(out)
         overrides = cpu_overrides(tiny, out, steps=1) + [
             f"trainer.n_gpus_per_node={ranks}",
             "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8",
@@ -143,8 +144,11 @@ def test_supervised_update_does_not_depend_on_world_size(tiny, tmp_path):
             "actor_rollout_ref.actor.checkpoint.save_contents=[model,extra,hf_model]",
         ]
         run_main(overrides, f"{out}/metrics.jsonl", f"{out}/run.log")
-        assert read_metrics(f"{out}/metrics.jsonl")[0]["relift/sft_updates"] == 1
+        row = read_metrics(f"{out}/metrics.jsonl")[0]
+        assert row["relift/sft_updates"] == 1
+        nll[ranks] = row["relift/sft_loss"]
         trained[ranks] = weights(f"{out}/checkpoints/global_step_1/actor/huggingface")
+    assert nll[1] == pytest.approx(nll[2], rel=1e-3)  # the logged NLL is the global token mean too
     initial = weights(tiny["model"])
     for name, value in trained[1].items():
         assert not torch.equal(value, initial[name]) or name.endswith("norm.weight")
