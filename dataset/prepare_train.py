@@ -35,7 +35,9 @@ from relift.data import (  # noqa: E402
     read_table,
     row_problem,
     write_parquet_atomic,
+    write_text_atomic,
 )
+from relift.sft import demonstration_text  # noqa: E402
 
 HF_DATASET = "Elliott/Openr1-Math-46k-8192"
 
@@ -163,8 +165,7 @@ def prepare(args) -> dict:
                 if len(tokenizer.encode(prompt_ids, add_special_tokens=False)) > args.max_prompt_length:
                     counts["dropped: prompt longer than --max-prompt-length"] += 1
                     continue
-                target = row.get("target")
-                text = target if isinstance(target, str) else (as_list(target)[0]["content"] if target is not None else "")
+                text = demonstration_text(as_list(row.get("target"))) or ""
                 if len(tokenizer.encode(text, add_special_tokens=False)) > args.max_target_len:
                     counts["kept: demonstration longer than --max-target-len (will be truncated)"] += 1
             kept.append(row)
@@ -181,10 +182,7 @@ def prepare(args) -> dict:
     counts["written"] = len(kept)
     if rejects:
         rejects_path = args.rejects or os.path.splitext(args.output)[0] + ".rejects.jsonl"
-        with open(rejects_path + ".tmp", "w") as f:
-            for reject in rejects:
-                f.write(json.dumps(reject, default=str) + "\n")
-        os.replace(rejects_path + ".tmp", rejects_path)
+        write_text_atomic(rejects_path, "".join(json.dumps(r, default=str) + "\n" for r in rejects))
         counts["rejects file"] = rejects_path
     return dict(counts)
 

@@ -184,14 +184,26 @@ def validate_file(path: str, *, require_target: bool) -> int:
     return len(frame)
 
 
-def write_parquet_atomic(frame: pd.DataFrame, path: str) -> None:
-    """Write next to the destination, then rename: a failed write never clobbers an existing file."""
+def write_atomic(path: str, write) -> None:
+    """Call `write(tmp_path)`, then rename onto `path`: a failed write never clobbers an existing file."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     try:
-        frame.to_parquet(tmp, index=False)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: str) -> None:
+    write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    write_atomic(path, write)

@@ -216,11 +216,10 @@ def markdown_table(summaries: dict[str, dict]) -> str:
 
 def write_outputs(out_dir: str, name: str, summary: dict) -> str:
     table = markdown_table({name: summary})
-    for filename, content in (("summary.json", json.dumps(summary, indent=2)), ("table.md", table + "\n")):
-        path = os.path.join(out_dir, filename)
-        with open(path + ".tmp", "w") as f:
-            f.write(content)
-        os.replace(path + ".tmp", path)
+    from relift.data import write_text_atomic
+
+    write_text_atomic(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=2))
+    write_text_atomic(os.path.join(out_dir, "table.md"), table + "\n")
     return table
 
 

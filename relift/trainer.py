@@ -30,6 +30,7 @@ from verl.utils import tensordict_utils as tu
 from verl.workers.utils.padding import left_right_2_no_padding
 
 from relift.buffer import HardQuestion, HardQuestionBuffer
+from relift.data import write_text_atomic
 from relift.hardest import group_outcomes
 from relift.sft import build_sft_batch, demonstration_text, strip_think_prefix
 
@@ -206,10 +207,7 @@ class ReLIFTTrainer(RayPPOTrainer):
             "counters": self.counters,
             "demos_used": sorted(self.demos_used),
         }
-        path = self._state_path(folder)
-        with open(path + ".tmp", "w") as f:
-            json.dump(state, f)
-        os.replace(path + ".tmp", path)
+        write_text_atomic(self._state_path(folder), json.dumps(state))
 
     def _load_checkpoint(self):
         result = super()._load_checkpoint()
