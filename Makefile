@@ -31,7 +31,7 @@ test-all: install
 	$(PY) -m pytest -q
 
 bench: install
-	$(PY) bench/run.py
+	$(PY) -m bench.toy_repro --seed 1 2 --out bench/results/toy_repro.json
 
 clean:
 	rm -rf outputs .pytest_cache

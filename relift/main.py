@@ -32,9 +32,20 @@ def validate_training_data(config: DictConfig) -> None:
     from relift.data import validate_file
 
     files = config.data.train_files
+    total = 0
     for path in [files] if isinstance(files, str) else files:
         rows = validate_file(path, require_target=config.relift.enable and config.relift.require_demonstrations)
         print(f"[relift] {path}: {rows} rows valid")
+        total += rows
+    # veRL's dataloader drops the last partial batch and stops after total_epochs: asking for more steps
+    # than that trains fewer and leaves no final checkpoint.
+    steps, epochs, batch = config.trainer.total_training_steps, config.trainer.total_epochs, config.data.train_batch_size
+    if steps is not None and steps > total // batch * epochs:
+        raise SystemExit(
+            f"[relift] trainer.total_training_steps={steps} needs {steps * batch} training rows per epoch at "
+            f"data.train_batch_size={batch}, trainer.total_epochs={epochs}, but {files} holds {total}: set "
+            f"trainer.total_training_steps<={total // batch * epochs} or trainer.total_epochs>={-(-steps * batch // total)}"
+        )
 
 
 def start_cpu_ray(config: DictConfig) -> None:

@@ -85,7 +85,7 @@ def build_model(vocab_size: int, eos_token_id: int, pad_token_id: int, hidden: i
     return model
 
 
-def warm_start(model, tokenizer, frame: pd.DataFrame, steps: int, lr: float, seed: int, batch_size: int = 16) -> float:
+def warm_start(model, tokenizer, frame: pd.DataFrame, steps: int, lr: float, seed: int, batch_size: int) -> float:
     """Supervised steps on (prompt, demonstration) pairs; returns the last batch's mean NLL."""
     from relift.sft import build_sft_batch, demonstration_text, strip_think_prefix
 
@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--warm-start-data", help="parquet of (prompt, target) rows for the warm start")
     parser.add_argument("--warm-start-steps", type=int, default=0)
-    parser.add_argument("--warm-start-lr", type=float, default=3e-3)
+    parser.add_argument("--warm-start-lr", type=float, default=1e-3)
+    parser.add_argument("--warm-start-batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -152,7 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     summary = {"parameters": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer)}
     if args.warm_start_steps:
         warm = pd.read_parquet(args.warm_start_data or args.data)
-        summary["warm_start_nll"] = warm_start(model, tokenizer, warm, args.warm_start_steps, args.warm_start_lr, args.seed)
+        summary["warm_start_nll"] = warm_start(
+            model, tokenizer, warm, args.warm_start_steps, args.warm_start_lr, args.seed, args.warm_start_batch_size
+        )
     model.save_pretrained(args.out)
     print(f"[tiny_model] wrote {args.out}: {json.dumps(summary)}")
 

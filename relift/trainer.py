@@ -71,6 +71,7 @@ class ReLIFTTrainer(RayPPOTrainer):
                 weight_decay=optim.weight_decay,
                 grad_clip=optim.grad_clip,
                 entropy_coeff=self.relift.entropy_coeff,
+                offload=self.relift.offload_sft_optimizer,
             )
 
     def _get_gen_batch(self, batch: DataProto) -> DataProto:

@@ -17,12 +17,13 @@ from functools import partial
 import torch
 
 from verl.single_controller.base.decorator import Dispatch, make_nd_compute_dataproto_dispatch_fn, register
-from verl.utils.device import get_device_name
+from verl.utils.device import get_device_id, get_device_name
 from verl.utils.metric import AggregationType, Metric
 from verl.workers.engine_workers import ActorRolloutRefWorker
 from verl.workers.utils.padding import no_padding_2_padding
 
 from relift import sft
+from relift.offload import move_optimizer_state
 
 SFT_OPTIMIZER_FILE = "relift_sft_optimizer_rank{rank}.pt"
 
@@ -76,8 +77,11 @@ class ReLIFTActorRolloutRefWorker(ActorRolloutRefWorker):
         self._sft = None
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
-    def init_sft(self, lr: float, betas: list[float], weight_decay: float, grad_clip: float, entropy_coeff: float):
-        """Create the supervised optimizer over the actor's (sharded) parameters."""
+    def init_sft(
+        self, lr: float, betas: list[float], weight_decay: float, grad_clip: float, entropy_coeff: float, offload: bool
+    ):
+        """Create the supervised optimizer over the actor's (sharded) parameters. With `offload` its state
+        is on the device only during a supervised update (relift.offload)."""
         engine = self.actor.engine
         optimizer = torch.optim.AdamW(engine.module.parameters(), lr=lr, betas=tuple(betas), weight_decay=weight_decay)
         self._sft = {
@@ -85,16 +89,16 @@ class ReLIFTActorRolloutRefWorker(ActorRolloutRefWorker):
             "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
             "optimizer_config": dataclasses.replace(engine.optimizer_config, clip_grad=grad_clip),
             "loss_fn": partial(sft_loss_fn, entropy_coeff=entropy_coeff),
+            "offload": offload,
         }
-        if engine.is_optimizer_offload_enabled:
-            from verl.utils.fsdp_utils import offload_fsdp_optimizer
-
-            offload_fsdp_optimizer(optimizer)
 
     @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
     def sft_update(self, data):
         assert self._sft is not None, "call init_sft before sft_update"
         engine = self.actor.engine
+        optimizer = self._sft["optimizer"]
+        if self._sft["offload"]:
+            move_optimizer_state(optimizer, get_device_id())
         with (
             _swapped(
                 engine,
@@ -105,6 +109,8 @@ class ReLIFTActorRolloutRefWorker(ActorRolloutRefWorker):
             _swapped(self.actor, loss_fn=self._sft["loss_fn"]),
         ):
             output = self.actor.train_mini_batch(data=data)
+        if self._sft["offload"]:
+            move_optimizer_state(optimizer, "cpu")
         return output.cpu() if output is not None else None
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
@@ -123,4 +129,7 @@ class ReLIFTActorRolloutRefWorker(ActorRolloutRefWorker):
         state = torch.load(path, weights_only=False) if self._sft is not None and os.path.exists(path) else None
         super().load_checkpoint(local_path, hdfs_path, del_local_after_load)
         if state is not None:
+            # load_state_dict puts the state on the parameters' device.
             self._sft["optimizer"].load_state_dict(state)
+            if self._sft["offload"]:
+                move_optimizer_state(self._sft["optimizer"], "cpu")
