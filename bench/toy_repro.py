@@ -191,9 +191,12 @@ def plot(result: dict, path: str) -> None:
 
     arms = [a for a in ARMS if a in result["arms"]]
     panels = (*TYPES, "overall")
-    fig, axes = plt.subplots(3, 2, figsize=(10, 9), sharex=True)
+    rows = (len(panels) + 1) // 2
+    fig, axes = plt.subplots(rows + 1, 2, figsize=(10, 3 * (rows + 1)), sharex=True)
     colors = {"grpo": "tab:blue", "sft": "tab:gray", "relift": "tab:red"}
-    for ax, panel in zip(axes[:2].flat, panels, strict=True):
+    for ax in axes[:rows].flat[len(panels):]:
+        ax.axis("off")
+    for ax, panel in zip(axes[:rows].flat, panels):
         for arm in arms:
             for i, (seed, r) in enumerate(sorted(result["arms"][arm]["seeds"].items())):
                 curve = r["curve"] if panel == "overall" else r["curve_per_type"][panel]
@@ -205,12 +208,13 @@ def plot(result: dict, path: str) -> None:
     if "relift" in result["arms"]:
         for i, (seed, r) in enumerate(sorted(result["arms"]["relift"]["seeds"].items())):
             style = "-" if i == 0 else "--"
-            axes[2, 0].plot(*zip(*r["buffer_size"], strict=True), style, color="tab:orange", label=f"seed {seed}")
-            axes[2, 1].plot(*zip(*r["sft_updates_per_step"], strict=True), style, color="tab:green", label=f"seed {seed}")
-        axes[2, 0].set_title("ReLIFT buffer size")
-        axes[2, 1].set_title("ReLIFT supervised updates per step")
-        axes[2, 0].legend(fontsize=7)
-    for ax in axes[2]:
+            axes[rows, 0].plot(*zip(*r["buffer_size"], strict=True), style, color="tab:orange", label=f"seed {seed}")
+            axes[rows, 1].plot(*zip(*r["sft_updates_per_step"], strict=True), style, color="tab:green",
+                               label=f"seed {seed}")
+        axes[rows, 0].set_title("ReLIFT buffer size")
+        axes[rows, 1].set_title("ReLIFT supervised updates per step")
+        axes[rows, 0].legend(fontsize=7)
+    for ax in axes[rows]:
         ax.set_xlabel("training step")
     fig.suptitle("GRPO vs SFT vs ReLIFT on the digit-task toy (tiny Qwen2 warm-started on copy)")
     fig.tight_layout()

@@ -1,6 +1,6 @@
 """`make demo`: a real ReLIFT run on CPU with a tiny model and data built offline.
 
-    python -m relift.demo --out outputs/cpu-demo [--steps 40] [--seed 0] [hydra overrides ...]
+    python -m relift.demo --out outputs/cpu-demo [--steps 60] [--seed 0] [hydra overrides ...]
 
 1. digit-task questions with demonstrations (dataset/digit_tasks.py: copy, inc, dbl of five digits),
    enough for --steps steps, and 640 fresh held-out questions per type;
@@ -174,7 +174,7 @@ def summarize(rows: list[dict], curve: list[tuple[int, dict]], wall_s: float) ->
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="outputs/cpu-demo")
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("overrides", nargs="*", help="extra hydra overrides for relift.main")
     args = parser.parse_args(argv)
