@@ -40,11 +40,13 @@ def validate_training_data(config: DictConfig) -> None:
     # veRL's dataloader drops the last partial batch and stops after total_epochs: asking for more steps
     # than that trains fewer and leaves no final checkpoint.
     steps, epochs, batch = config.trainer.total_training_steps, config.trainer.total_epochs, config.data.train_batch_size
-    if steps is not None and steps > total // batch * epochs:
+    per_epoch = total // batch
+    if steps is not None and steps > per_epoch * epochs:
+        more = f"trainer.total_epochs>={-(-steps // per_epoch)}" if per_epoch else f"data.train_batch_size<={total}"
         raise SystemExit(
-            f"[relift] trainer.total_training_steps={steps} needs {steps * batch} training rows per epoch at "
-            f"data.train_batch_size={batch}, trainer.total_epochs={epochs}, but {files} holds {total}: set "
-            f"trainer.total_training_steps<={total // batch * epochs} or trainer.total_epochs>={-(-steps * batch // total)}"
+            f"[relift] trainer.total_training_steps={steps} needs {steps * batch} training rows "
+            f"(data.train_batch_size={batch}), but {files} holds {total} rows x trainer.total_epochs={epochs}: "
+            f"set trainer.total_training_steps<={per_epoch * epochs} or {more}"
         )
 
 
