@@ -166,7 +166,8 @@ def prepare(args) -> dict:
                     counts["dropped: prompt longer than --max-prompt-length"] += 1
                     continue
                 text = demonstration_text(as_list(row.get("target"))) or ""
-                if len(tokenizer.encode(text, add_special_tokens=False)) > args.max_target_len:
+                # The trainer's rule (relift.sft.build_sft_batch): the EOS counts against the bound.
+                if len(tokenizer.encode(text, add_special_tokens=False)) >= args.max_target_len:
                     counts["kept: demonstration longer than --max-target-len (will be truncated)"] += 1
             kept.append(row)
 
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="openr1.parquet")
     parser.add_argument("--tokenizer", help="model path: enables the length filters below")
     parser.add_argument("--max-prompt-length", type=int, default=1024, help="drop rows whose templated prompt is longer")
-    parser.add_argument("--max-target-len", type=int, default=8192, help="count demonstrations longer than this")
+    parser.add_argument("--max-target-len", type=int, default=8192, help="count demonstrations that do not fit in this many tokens with their EOS")
     parser.add_argument("--max-rows", type=int)
     parser.add_argument("--seed", type=int, help="shuffle the rows with this seed before --max-rows")
     parser.add_argument("--system-prompt", default=SYSTEM_PROMPT, help="for mapped rows; '' for none")

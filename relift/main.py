@@ -79,7 +79,12 @@ def start_cpu_ray(config: DictConfig) -> None:
 
 
 def run(config: DictConfig) -> None:
-    """Validate the data, start Ray, and train."""
+    """Check the configuration and the data, start Ray, and train."""
+    from relift.checks import config_problems
+
+    problems = config_problems(config)
+    if problems:
+        raise SystemExit("[relift] configuration errors:\n  " + "\n  ".join(problems))
     validate_training_data(config)
     if config.trainer.device == "cpu":
         start_cpu_ray(config)

@@ -50,7 +50,8 @@ def strip_think_prefix(rendered_prompt: str, demonstration: str) -> str:
 class SFTBatch:
     tensors: dict[str, torch.Tensor]
     truncated: int
-    """Demonstrations cut to max_target_len (they get no EOS: the solution did not end there)."""
+    """Demonstrations that did not fit with their EOS in max_target_len tokens: cut to max_target_len and
+    given no EOS (the solution did not end there)."""
 
 
 def build_sft_batch(
@@ -63,15 +64,17 @@ def build_sft_batch(
 ) -> SFTBatch:
     """Pack B (prompt, demonstration) pairs into veRL's left/right-padded layout (see module docstring).
 
-    A demonstration of more than `max_target_len` tokens keeps its first `max_target_len` tokens and is
-    counted in `truncated`; every other demonstration gets EOS appended. No token is overwritten.
+    `max_target_len` bounds a response, EOS included, so that a supervised sequence is never longer than
+    an RL response of `max_response_length = max_target_len` tokens. A demonstration that does not fit
+    with its EOS keeps its first `max_target_len` tokens, gets no EOS and is counted in `truncated`;
+    every other one gets EOS appended. No token is overwritten.
     """
     if len(prompt_ids) != len(demonstration_ids) or not prompt_ids:
         raise ValueError(f"need as many prompts as demonstrations, got {len(prompt_ids)} and {len(demonstration_ids)}")
     truncated = 0
     responses = []
     for ids in demonstration_ids:
-        if len(ids) > max_target_len:
+        if len(ids) >= max_target_len:
             responses.append(list(ids[:max_target_len]))
             truncated += 1
         else:

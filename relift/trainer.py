@@ -30,6 +30,7 @@ from verl.utils import tensordict_utils as tu
 from verl.workers.utils.padding import left_right_2_no_padding
 
 from relift.buffer import HardQuestion, HardQuestionBuffer
+from relift.checks import config_problems
 from relift.data import write_text_atomic
 from relift.hardest import group_outcomes
 from relift.sft import build_sft_batch, demonstration_text, strip_think_prefix
@@ -53,13 +54,10 @@ class ReLIFTTrainer(RayPPOTrainer):
             "demos_truncated": 0,
         }
         self.demos_used: set[str] = set()
-        if self.relift.enable:
-            dp_size = self.config.trainer.n_gpus_per_node * self.config.trainer.nnodes
-            if self.relift.sft_trigger_size % dp_size:
-                raise ValueError(
-                    f"relift.sft_trigger_size={self.relift.sft_trigger_size} must be a multiple of the "
-                    f"data-parallel size {dp_size} (trainer.n_gpus_per_node x trainer.nnodes)"
-                )
+        # relift.main checks before Ray starts; a trainer built another way checks here.
+        problems = config_problems(self.config)
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def init_workers(self):
         super().init_workers()

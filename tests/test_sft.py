@@ -23,8 +23,12 @@ def test_truncation_is_counted_and_never_overwrites_a_token():
     batch = build_sft_batch([[1]], [demo], eos_token_id=EOS, pad_token_id=PAD, max_target_len=4)
     assert batch.truncated == 1
     assert batch.tensors["responses"].tolist() == [[10, 11, 12, 13]]
+    # max_target_len counts the EOS: a response is never longer than max_target_len tokens (veRL's dynamic
+    # batching asserts its token budget covers the longest sequence), so an exact fit loses its EOS.
     exact = build_sft_batch([[1]], [demo[:4]], eos_token_id=EOS, pad_token_id=PAD, max_target_len=4)
-    assert exact.truncated == 0 and exact.tensors["responses"].tolist() == [[10, 11, 12, 13, EOS]]
+    assert exact.truncated == 1 and exact.tensors["responses"].tolist() == [[10, 11, 12, 13]]
+    fits = build_sft_batch([[1]], [demo[:3]], eos_token_id=EOS, pad_token_id=PAD, max_target_len=4)
+    assert fits.truncated == 0 and fits.tensors["responses"].tolist() == [[10, 11, 12, EOS]]
 
 
 def test_loss_sees_only_masked_tokens():

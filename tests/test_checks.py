@@ -1,0 +1,52 @@
+"""relift.checks: size relations veRL or relift assert on after the workers are up, caught before Ray."""
+
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from relift.checks import config_problems
+
+
+def composed(*overrides: str):
+    with initialize_config_module(config_module="relift.config", version_base=None):
+        return compose(config_name="relift_trainer", overrides=["actor_rollout_ref.model.path=unused", *overrides])
+
+
+@pytest.mark.parametrize("overrides", [(), ("device=cpu",), ("device=cpu", "toy=digits"), ("trainer.nnodes=2",)])
+def test_shipped_configurations_pass(overrides):
+    assert config_problems(composed(*overrides)) == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # Found by running it: trained normally until the first supervised update, then died in veRL's
+        # prepare_micro_batches ("data size must be divisible by ... micro_batch_size_per_gpu").
+        (("device=cpu", "relift.sft_trigger_size=4"),
+         "relift.sft_micro_batch_size_per_gpu=8 must divide the supervised batch per GPU, "
+         "relift.sft_trigger_size / data-parallel size = 4 / 1 = 4 (actor_rollout_ref.actor.use_dynamic_bsz=false): "
+         "e.g. relift.sft_micro_batch_size_per_gpu=4"),
+        (("relift.sft_trigger_size=12",),
+         "relift.sft_trigger_size=12 must be a multiple of the data-parallel size 8"),
+        (("actor_rollout_ref.actor.ppo_max_token_len_per_gpu=8192",),
+         "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=8192 is below the longest supervised sequence, "
+         "data.max_prompt_length + relift.max_target_len = 9216: set it to at least 9216"),
+        (("trainer.use_v1=true",), "trainer.use_v1=true: relift subclasses veRL's v0 RayPPOTrainer"),
+    ],
+)
+def test_each_problem_is_one_line_with_keys_values_and_a_fix(overrides, expected):
+    problems = config_problems(composed(*overrides))
+    assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_main_stops_before_ray():
+    result = subprocess.run(
+        [sys.executable, "-m", "relift.main", "device=cpu", "actor_rollout_ref.model.path=unused",
+         "relift.sft_trigger_size=4"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "[relift] configuration errors:" in result.stderr + result.stdout
+    assert "relift.sft_micro_batch_size_per_gpu=8 must divide" in result.stderr + result.stdout
