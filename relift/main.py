@@ -28,7 +28,8 @@ CPU_ENV = {
 }
 
 
-def validate_training_data(config: DictConfig) -> None:
+def validate_training_data(config: DictConfig) -> int:
+    """Validate every training file; returns the number of rows."""
     from relift.data import validate_file
 
     files = config.data.train_files
@@ -48,6 +49,43 @@ def validate_training_data(config: DictConfig) -> None:
             f"(data.train_batch_size={batch}), but {files} holds {total} rows x trainer.total_epochs={epochs}: "
             f"set trainer.total_training_steps<={per_epoch * epochs} or {more}"
         )
+    return total
+
+
+def check_model_path(config: DictConfig) -> None:
+    path = config.actor_rollout_ref.model.path
+    local = path.startswith(("/", "./", "../", "~")) or os.path.exists(path)
+    if local and not os.path.exists(os.path.join(os.path.expanduser(path), "config.json")):
+        raise SystemExit(f"[relift] actor_rollout_ref.model.path={path}: no Hugging Face model there (no config.json)")
+
+
+def validate_with_verl(config: DictConfig) -> None:
+    """veRL's own configuration validation, which its main_ppo runs before run_ppo."""
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+
+
+def plan(config: DictConfig, rows: int) -> str:
+    """What a run would do, for DRY_RUN=1."""
+    trainer, data, relift = config.trainer, config.data, config.relift
+    gpus = trainer.n_gpus_per_node * trainer.nnodes
+    n = config.actor_rollout_ref.rollout.n
+    per_epoch = rows // data.train_batch_size
+    steps = trainer.total_training_steps or per_epoch * trainer.total_epochs
+    micro = ("by tokens (dynamic batching)" if config.actor_rollout_ref.actor.use_dynamic_bsz
+             else f"{relift.sft_micro_batch_size_per_gpu} per forward")
+    lines = [
+        f"world size        {gpus} GPUs ({trainer.nnodes} node(s) x {trainer.n_gpus_per_node}), device {trainer.device}",
+        f"per step          {data.train_batch_size} prompts x {n} responses = {data.train_batch_size * n}, "
+        f"{data.train_batch_size * n // gpus} per GPU",
+        f"supervised        {'off (relift.enable=false)' if not relift.enable else f'{relift.sft_trigger_size} demonstrations per update = {relift.sft_trigger_size // gpus} per GPU, micro-batches {micro}'}",
+        f"steps             {steps} ({rows} rows: {per_epoch} per epoch x {trainer.total_epochs} epochs"
+        f"{'' if not trainer.total_training_steps else ', capped by trainer.total_training_steps'})",
+        f"checkpoints       {trainer.default_local_dir} (save_freq {trainer.save_freq})",
+    ]
+    return "[relift] dry run: configuration and data valid; nothing started\n  " + "\n  ".join(lines)
 
 
 def start_cpu_ray(config: DictConfig) -> None:
@@ -79,13 +117,19 @@ def start_cpu_ray(config: DictConfig) -> None:
 
 
 def run(config: DictConfig) -> None:
-    """Check the configuration and the data, start Ray, and train."""
+    """Check the configuration, the data and the model path, start Ray, and train. With DRY_RUN=1,
+    print the plan after the checks instead."""
     from relift.checks import config_problems
 
     problems = config_problems(config)
     if problems:
         raise SystemExit("[relift] configuration errors:\n  " + "\n  ".join(problems))
-    validate_training_data(config)
+    rows = validate_training_data(config)
+    check_model_path(config)
+    validate_with_verl(config)
+    if os.environ.get("DRY_RUN") == "1":
+        print(plan(config, rows))
+        return
     if config.trainer.device == "cpu":
         start_cpu_ray(config)
 
