@@ -31,7 +31,7 @@ import sys
 import time
 
 from relift.data import write_atomic, write_text_atomic
-from relift.demo import VAL_PER_TYPE, build_inputs, held_out, read_metrics, toy_config, train
+from relift.demo import VAL_PER_TYPE, build_inputs, held_out, read_metrics, toy_config, train, with_overall
 from relift.digit_tasks import DATA_SOURCE, TYPES
 
 ARMS = ("grpo", "sft", "relift")
@@ -52,6 +52,15 @@ def step_time(rows: list[dict]) -> float:
     return sum(times) / len(times)
 
 
+def curve_fields(curve: list[tuple[int, dict[str, float]]]) -> dict:
+    """The result's held-out fields from a curve of (step, {type: accuracy, "overall": ...})."""
+    return {
+        "final": {"overall": curve[-1][1]["overall"], "per_type": {t: curve[-1][1][t] for t in TYPES}},
+        "curve": [[s, v["overall"]] for s, v in curve],
+        "curve_per_type": {t: [[s, v[t]] for s, v in curve] for t in TYPES},
+    }
+
+
 def run_rl(arm: str, inputs: dict, work: str, steps: int, seed: int) -> dict:
     start = time.time()
     overrides = [
@@ -65,13 +74,11 @@ def run_rl(arm: str, inputs: dict, work: str, steps: int, seed: int) -> dict:
     rows, curve = read_metrics(metrics_path), held_out(metrics_path)
     last = rows[-1]
     return {
-        "final": {"overall": curve[-1][1]["overall"], "per_type": {t: curve[-1][1][t] for t in TYPES}},
+        **curve_fields(curve),
         "demos_used": int(last.get("relift/demos_used", 0)),
         "demos_available": len(rows) * toy_config()["data"]["train_batch_size"],
         "step_time_s": step_time(rows),
         "wall_s": time.time() - start,
-        "curve": [[s, v["overall"]] for s, v in curve],
-        "curve_per_type": {t: [[s, v[t]] for s, v in curve] for t in TYPES},
         "sft_updates": int(last.get("relift/sft_updates_total", 0)),
         "sft_time_s": sum(r.get("timing_s/relift_sft", 0.0) for r in rows) / len(rows),
         "buffer_size": [[r["step"], r["relift/buffer_size"]] for r in rows if "relift/buffer_size" in r],
@@ -89,8 +96,7 @@ def evaluate_greedy(model: str, val: str, out: str, name: str) -> dict[str, floa
     )
     with open(os.path.join(out, name, "summary.json")) as f:
         summary = json.load(f)
-    per_type = {t: summary[DATA_SOURCE.format(t)]["avg@1"] for t in TYPES}
-    return {**per_type, "overall": sum(per_type.values()) / len(TYPES)}
+    return with_overall({t: summary[DATA_SOURCE.format(t)]["avg@1"] for t in TYPES})
 
 
 def run_sft(inputs: dict, work: str, steps: int, seed: int) -> dict:
@@ -115,13 +121,11 @@ def run_sft(inputs: dict, work: str, steps: int, seed: int) -> dict:
         curve.append((step, evaluate_greedy(model, inputs["val"], eval_dir, f"step{step}")))
     batch = toy["data"]["train_batch_size"]
     return {
-        "final": {"overall": curve[-1][1]["overall"], "per_type": {t: curve[-1][1][t] for t in TYPES}},
+        **curve_fields(curve),
         "demos_used": steps * batch,
         "demos_available": steps * batch,
         "step_time_s": train_s / steps,
         "wall_s": time.time() - start,
-        "curve": [[s, v["overall"]] for s, v in curve],
-        "curve_per_type": {t: [[s, v[t]] for s, v in curve] for t in TYPES},
     }
 
 

@@ -2,7 +2,7 @@
 
     python -m relift.demo --out outputs/cpu-demo [--steps 60] [--seed 0] [hydra overrides ...]
 
-1. digit-task questions with demonstrations (dataset/digit_tasks.py: copy, inc, dbl of five digits),
+1. digit-task questions with demonstrations (relift/digit_tasks.py: copy, inc, dbl of five digits),
    enough for --steps steps, and 640 fresh held-out questions per type;
 2. a tiny Qwen2 model and tokenizer, warm-started on `copy` only (relift/tiny_model.py), so RL has
    questions it sometimes solves and ReLIFT has questions (`inc`, `dbl`) it never does;
@@ -25,7 +25,7 @@ import sys
 import time
 
 from relift.data import write_atomic, write_text_atomic
-from relift.digit_tasks import DATA_SOURCE, TYPES
+from relift.digit_tasks import DATA_SOURCE, TYPES, build
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WARM_START_STEPS = 300
@@ -61,8 +61,6 @@ def toy_config() -> dict:
 def build_inputs(out: str, steps: int, seed: int = 0, warm_start_steps: int = WARM_START_STEPS) -> dict[str, str]:
     """Digit-task data for `steps` steps of `toy=digits` batches and the warm-started tiny model under
     `out` (the model is reused when present)."""
-    from relift.digit_tasks import build
-
     data_dir, model_dir = os.path.join(out, "data"), os.path.join(out, "tiny-model")
     paths = build(data_dir, train_rows=steps * toy_config()["data"]["train_batch_size"], val_per_type=VAL_PER_TYPE,
                   warm_start_rows=WARM_START_ROWS, seed=seed)
@@ -82,6 +80,11 @@ def read_metrics(path: str) -> list[dict]:
     return [r for r in rows if "relift/buffer_size" in r or "critic/score/mean" in r]
 
 
+def with_overall(per_type: dict[str, float]) -> dict[str, float]:
+    """Accuracy per type plus "overall", their mean (the types have equally many held-out questions)."""
+    return {**per_type, "overall": sum(per_type[t] for t in TYPES) / len(TYPES)}
+
+
 def held_out(path: str) -> list[tuple[int, dict[str, float]]]:
     """(step, {type: accuracy, "overall": mean over types}) for every validation in a metrics log."""
     curve = []
@@ -91,7 +94,7 @@ def held_out(path: str) -> list[tuple[int, dict[str, float]]]:
             data = record["data"]
             per_type = {t: data.get(f"val-core/{DATA_SOURCE.format(t)}/acc/mean@1") for t in TYPES}
             if all(v is not None for v in per_type.values()):
-                curve.append((record["step"], {**per_type, "overall": sum(per_type.values()) / len(TYPES)}))
+                curve.append((record["step"], with_overall(per_type)))
     return curve
 
 
