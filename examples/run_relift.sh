@@ -9,7 +9,6 @@ TRAIN_FILES=${TRAIN_FILES:-dataset/openr1.parquet}
 VAL_FILES=${VAL_FILES:-dataset/relift_valid.parquet}
 NNODES=${NNODES:-1}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-SFT_MICRO=${SFT_MICRO:-2}
 RELIFT=${RELIFT:-true}
 cd "$(dirname "$0")/.."
 
@@ -18,7 +17,6 @@ python3 -u -m relift.main \
     data.train_files="$TRAIN_FILES" \
     data.val_files="$VAL_FILES" \
     relift.enable="$RELIFT" \
-    relift.sft_micro_batch_size_per_gpu="$SFT_MICRO" \
     trainer.nnodes="$NNODES" \
     trainer.n_gpus_per_node="$GPUS_PER_NODE" \
     trainer.experiment_name="$EXP" \

@@ -166,11 +166,12 @@ class ReLIFTTrainer(RayPPOTrainer):
             global_batch_size=len(questions),
             mini_batch_size=len(questions),
             epochs=1,
-            micro_batch_size_per_gpu=self.relift.sft_micro_batch_size_per_gpu,
             seed=self.config.actor_rollout_ref.actor.data_loader_seed,
             dataloader_kwargs={"shuffle": False},
             compute_loss=True,
         )
+        if self.relift.sft_micro_batch_size_per_gpu is not None:  # else the actor's own micro-batching
+            tu.assign_non_tensor(data_td, micro_batch_size_per_gpu=self.relift.sft_micro_batch_size_per_gpu)
         output = self.actor_rollout_wg.sft_update(data_td)
         worker_metrics = tu.get(output, "metrics")
         self.counters["demos_truncated"] += sft_batch.truncated

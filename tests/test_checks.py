@@ -14,7 +14,8 @@ def composed(*overrides: str):
         return compose(config_name="relift_trainer", overrides=["actor_rollout_ref.model.path=unused", *overrides])
 
 
-@pytest.mark.parametrize("overrides", [(), ("device=cpu",), ("device=cpu", "toy=digits"), ("trainer.nnodes=2",)])
+@pytest.mark.parametrize("overrides", [(), ("device=cpu",), ("device=cpu", "toy=digits"), ("trainer.nnodes=2",),
+                                       ("trainer.nnodes=2", "actor_rollout_ref.rollout.tensor_model_parallel_size=16")])
 def test_shipped_configurations_pass(overrides):
     assert config_problems(composed(*overrides)) == []
 
@@ -34,6 +35,25 @@ def test_shipped_configurations_pass(overrides):
          "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=8192 is below the longest supervised sequence, "
          "data.max_prompt_length + relift.max_target_len = 9216: set it to at least 9216"),
         (("trainer.use_v1=true",), "trainer.use_v1=true: relift subclasses veRL's v0 RayPPOTrainer"),
+        # The GPU default cuts micro-batches by tokens: the key would change nothing (examples/ set it once).
+        (("relift.sft_micro_batch_size_per_gpu=4",),
+         "relift.sft_micro_batch_size_per_gpu=4 would be ignored: with actor_rollout_ref.actor.use_dynamic_bsz=true "
+         "micro-batches are cut by tokens (actor_rollout_ref.actor.ppo_max_token_len_per_gpu=32768); "
+         "set relift.sft_micro_batch_size_per_gpu=null, or use_dynamic_bsz=false"),
+        (("actor_rollout_ref.actor.use_dynamic_bsz=false", "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=false",
+          "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=3"),
+         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu (relift.sft_micro_batch_size_per_gpu=null)=3 must "
+         "divide the supervised batch per GPU"),
+        # veRL would make 8 // 3 = 2 rollout replicas and leave two GPUs idle.
+        (("actor_rollout_ref.rollout.tensor_model_parallel_size=3",),
+         "actor_rollout_ref.rollout.tensor_model_parallel_size=3 (x data 1 x pipeline 1 = 3 GPUs per rollout replica) "
+         "must divide trainer.n_gpus_per_node=8 (or be a multiple of it that divides the 8 GPUs): "
+         "e.g. actor_rollout_ref.rollout.tensor_model_parallel_size=2"),
+        (("actor_rollout_ref.rollout.tensor_model_parallel_size=16",),
+         "actor_rollout_ref.rollout.tensor_model_parallel_size=16"),
+        # Measured: torch's FSDP1 refuses CPU weights ("requires them to be on GPU") when the workers start.
+        (("device=cpu", "actor_rollout_ref.actor.strategy=fsdp"),
+         "actor_rollout_ref.actor.strategy=fsdp cannot run with trainer.device=cpu"),
     ],
 )
 def test_each_problem_is_one_line_with_keys_values_and_a_fix(overrides, expected):

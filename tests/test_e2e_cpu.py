@@ -124,34 +124,55 @@ def test_relift_off_is_exactly_verls_grpo(tiny, tmp_path):
             assert ours[key] == pytest.approx(theirs[key], rel=2e-2, abs=1e-6), key
 
 
-@pytest.mark.slow
-def test_supervised_update_does_not_depend_on_world_size(tiny, tmp_path):
-    """One supervised step on the same demonstrations with 1 and with 2 data-parallel ranks (gloo) gives
-    the same weights: the loss is the global token mean (the reference scaled it by 1/world_size)."""
-    trained, nll = {}, {}
-    for ranks in (1, 2):
-        out = str(tmp_path / f"dp{ranks}")
-        os.makedirs(out)
-        overrides = cpu_overrides(tiny, out, steps=1) + [
-            f"trainer.n_gpus_per_node={ranks}",
-            "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8",
-            "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8",
-            # all 8 (distinct) questions of the first batch: the same supervised batch whatever the row order
-            "relift.sft_trigger_size=8",
-            "relift.sft_micro_batch_size_per_gpu=2",
-            "actor_rollout_ref.actor.entropy_coeff=0",
-            "actor_rollout_ref.actor.optim.weight_decay=0",
-            "relift.entropy_coeff=0",
-            "trainer.save_freq=1",
-            "actor_rollout_ref.actor.checkpoint.save_contents=[model,extra,hf_model]",
-        ]
-        run_main(overrides, f"{out}/metrics.jsonl", f"{out}/run.log")
-        row = read_metrics(f"{out}/metrics.jsonl")[0]
-        assert row["relift/sft_updates"] == 1
-        nll[ranks] = row["relift/sft_loss"]
-        trained[ranks] = weights(f"{out}/checkpoints/global_step_1/actor/huggingface")
-    assert nll[1] == pytest.approx(nll[2], rel=1e-3)  # the logged NLL is the global token mean too
+def one_supervised_step(tiny, out: str, *overrides: str) -> tuple[float, dict[str, torch.Tensor]]:
+    """One step whose only weight change is one supervised update on all 8 (distinct) questions of the first
+    batch: the same supervised batch whatever the row order. Returns (logged NLL, trained weights)."""
+    os.makedirs(out)
+    run_main(cpu_overrides(tiny, out, steps=1) + [
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8",
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8",
+        "relift.sft_trigger_size=8",
+        "relift.sft_micro_batch_size_per_gpu=2",
+        "relift.max_target_len=24",
+        "actor_rollout_ref.actor.entropy_coeff=0",
+        "actor_rollout_ref.actor.optim.weight_decay=0",
+        "relift.entropy_coeff=0",
+        "trainer.save_freq=1",
+        "actor_rollout_ref.actor.checkpoint.save_contents=[model,extra,hf_model]",
+        *overrides,
+    ], f"{out}/metrics.jsonl", f"{out}/run.log")
+    row = read_metrics(f"{out}/metrics.jsonl")[0]
+    assert row["relift/sft_updates"] == 1
+    return row["relift/sft_loss"], weights(f"{out}/checkpoints/global_step_1/actor/huggingface")
+
+
+@pytest.fixture(scope="module")
+def reference_step(tiny, tmp_path_factory):
+    """1 rank, padded batches, fixed micro-batches of 2: the CPU overlay's settings."""
+    return one_supervised_step(tiny, str(tmp_path_factory.mktemp("reference") / "run"))
+
+
+GPU_SETTINGS = {
+    # The loss is the global token mean (the reference scaled it by 1/world_size).
+    "two_ranks": ["trainer.n_gpus_per_node=2"],
+    # The GPU defaults: micro-batches cut by tokens and packed sequences without padding (sdpa masks them
+    # by position ids on CPU). A sequence here is ~60 prompt + 24 response tokens: 2 per micro-batch.
+    "dynamic_bsz_remove_padding": [
+        "actor_rollout_ref.actor.use_dynamic_bsz=true",
+        "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=192",
+        "relift.sft_micro_batch_size_per_gpu=null",
+        "actor_rollout_ref.model.use_remove_padding=true",
+    ],
+}
+
+
+@pytest.mark.parametrize("setting", GPU_SETTINGS)
+def test_gpu_settings_give_the_same_supervised_update(setting, tiny, tmp_path, reference_step):
+    """One supervised step under a GPU setting gives the reference's NLL and weights."""
+    nll, trained = one_supervised_step(tiny, str(tmp_path / setting), *GPU_SETTINGS[setting])
+    reference_nll, reference = reference_step
+    assert nll == pytest.approx(reference_nll, rel=1e-3)
     initial = weights(tiny["model"])
-    for name, value in trained[1].items():
+    for name, value in trained.items():
         assert not torch.equal(value, initial[name]) or name.endswith("norm.weight")
-        assert torch.allclose(value, trained[2][name], rtol=1e-4, atol=1e-6), name
+        assert torch.allclose(value, reference[name], rtol=1e-4, atol=1e-6), name
