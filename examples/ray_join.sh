@@ -1,6 +1,4 @@
 #!/usr/bin/env bash
-# Join this machine to the Ray cluster whose head runs at HEAD_ADDR (see ray_start_head.sh).
-set -euo pipefail
-: "${HEAD_ADDR:?set HEAD_ADDR to the head node's address}"
-ray stop --force
-ray start --address="$HEAD_ADDR:6379" --num-gpus="${GPUS_PER_NODE:-8}"
+# Join this machine to the Ray cluster whose head runs at HEAD_ADDR (ray_start_head.sh), in the
+# foreground; needs the cluster's auth token (see ray_node.sh). Ctrl-C or `kill <pid>` leaves the cluster.
+exec bash "$(dirname "$0")/ray_node.sh" join "$@"

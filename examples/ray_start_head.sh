@@ -1,7 +1,5 @@
 #!/usr/bin/env bash
-# Start the Ray head of a multi-node run on this machine. HEAD_ADDR defaults to this host's first address.
-set -euo pipefail
-HEAD_ADDR=${HEAD_ADDR:-$(hostname -I | awk '{print $1}')}
-ray stop --force
-ray start --head --node-ip-address="$HEAD_ADDR" --port=6379 --num-gpus="${GPUS_PER_NODE:-8}"
-echo "workers join with: HEAD_ADDR=$HEAD_ADDR bash examples/ray_join.sh"
+# Start the head of a multi-node Ray cluster on this machine, in the foreground (see ray_node.sh for the
+# variables; Ctrl-C or `kill <pid>` stops this node only). Then join the others with ray_join.sh and
+# run the training script on the head with RAY_ADDRESS=<head address>:6379.
+exec bash "$(dirname "$0")/ray_node.sh" head "$@"

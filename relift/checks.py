@@ -6,6 +6,8 @@ line naming the keys, their values and a value that works.
 
 from __future__ import annotations
 
+import math
+
 from omegaconf import DictConfig
 
 
@@ -26,8 +28,34 @@ def config_problems(config: DictConfig) -> list[str]:
             f"actor_rollout_ref.actor.strategy={actor.strategy} cannot run with trainer.device=cpu "
             "(torch's FSDP1 needs an accelerator): set actor_rollout_ref.actor.strategy=fsdp2"
         )
+    if not actor.use_dynamic_bsz:
+        problems += _rl_micro_batch_problems(config, world)
     if config.relift.enable:
         problems += _supervised_problems(config, world)
+    return problems
+
+
+def _rl_micro_batch_problems(config: DictConfig, world: int) -> list[str]:
+    # Fixed micro-batches must divide each rank's share exactly (verl/workers/engine/utils.py,
+    # prepare_micro_batches); found on two CPU ranks, where the CPU overlay's 32 exceeded the 16 per rank.
+    arr = config.actor_rollout_ref
+    n, batch = arr.rollout.n, config.data.train_batch_size
+    shares = [
+        ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu", arr.actor.ppo_micro_batch_size_per_gpu,
+         "actor_rollout_ref.actor.ppo_mini_batch_size x rollout.n", arr.actor.ppo_mini_batch_size * n),
+        ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu", arr.rollout.log_prob_micro_batch_size_per_gpu,
+         "data.train_batch_size x rollout.n", batch * n),
+    ]
+    if arr.actor.use_kl_loss or config.algorithm.use_kl_in_reward:
+        shares.append(("actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu",
+                       arr.ref.log_prob_micro_batch_size_per_gpu, "data.train_batch_size x rollout.n", batch * n))
+    problems = []
+    for key, micro, what, total in shares:
+        if micro is None or total % world or (total // world) % micro:
+            problems.append(
+                f"{key}={micro} must divide the responses per GPU, {what} / GPUs = {total} / {world} = "
+                f"{total / world:g} (use_dynamic_bsz=false): e.g. {key}={math.gcd(total // world, micro or total)}"
+            )
     return problems
 
 

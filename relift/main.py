@@ -6,8 +6,8 @@ with its file, row and field instead of after the workers are up.
 
 With `trainer.device=cpu` the driver selects relift's CPU platform and `hf` rollout for every process
 (`VERL_PLATFORM`, `VERL_USE_EXTERNAL_MODULES`) and starts a local Ray on the loopback interface with one
-logical GPU per training process. veRL is imported only after that, because it resolves the platform at
-import time.
+logical GPU per training process, or attaches to the cluster at `RAY_ADDRESS` as veRL does on GPU.
+veRL is imported only after that, because it resolves the platform at import time.
 """
 
 from __future__ import annotations
@@ -59,6 +59,19 @@ def check_model_path(config: DictConfig) -> None:
         raise SystemExit(f"[relift] actor_rollout_ref.model.path={path}: no Hugging Face model there (no config.json)")
 
 
+def check_ray_address() -> None:
+    """A driver given RAY_ADDRESS needs RAY_AUTH_MODE: Ray turns token authentication on by itself only for
+    a cluster it finds locally, and otherwise retries for a minute before "Failed to connect"."""
+    address = os.environ.get("RAY_ADDRESS")
+    if address and address != "auto" and not os.environ.get("RAY_AUTH_MODE"):
+        raise SystemExit(
+            f"[relift] RAY_ADDRESS={address} is set but RAY_AUTH_MODE is not: clusters started by `ray start` "
+            "(examples/ray_start_head.sh) use token authentication; export RAY_AUTH_MODE=token (with "
+            "RAY_AUTH_TOKEN_PATH if the token is not at ~/.ray/auth_token), or RAY_AUTH_MODE=disabled for a "
+            "cluster started without it"
+        )
+
+
 def validate_with_verl(config: DictConfig) -> None:
     """veRL's own configuration validation, which its main_ppo runs before run_ppo."""
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
@@ -84,6 +97,7 @@ def plan(config: DictConfig, rows: int) -> str:
         f"steps             {steps} ({rows} rows: {per_epoch} per epoch x {trainer.total_epochs} epochs"
         f"{'' if not trainer.total_training_steps else ', capped by trainer.total_training_steps'})",
         f"checkpoints       {trainer.default_local_dir} (save_freq {trainer.save_freq})",
+        f"Ray               {'attach to RAY_ADDRESS=' + os.environ['RAY_ADDRESS'] if os.environ.get('RAY_ADDRESS') else 'start a local cluster'}",
     ]
     return "[relift] dry run: configuration and data valid; nothing started\n  " + "\n  ".join(lines)
 
@@ -99,8 +113,15 @@ def start_cpu_ray(config: DictConfig) -> None:
         return
     from verl.trainer.constants_ppo import get_ppo_ray_runtime_env
 
-    runtime_env = OmegaConf.to_container(OmegaConf.create(get_ppo_ray_runtime_env(config)))
+    # veRL's runtime env with the user's ray_kwargs.ray_init.runtime_env on top, as its run_ppo does on GPU:
+    # on a cluster that is how environment variables reach the workers of other nodes.
+    user_env = config.ray_kwargs.get("ray_init", {}).get("runtime_env", {})
+    runtime_env = OmegaConf.to_container(OmegaConf.merge(get_ppo_ray_runtime_env(config), user_env))
     runtime_env.setdefault("env_vars", {}).update(CPU_ENV)
+    if os.environ.get("RAY_ADDRESS"):
+        # A running cluster (examples/ray_start_head.sh), as veRL's run_ppo attaches on GPU.
+        ray.init(runtime_env=runtime_env, logging_level="WARNING")
+        return
     num_gpus = config.trainer.n_gpus_per_node * config.trainer.nnodes
     ray.init(
         # Loopback only. Ray swaps 127.0.0.1 itself for the host's routable address
@@ -126,6 +147,7 @@ def run(config: DictConfig) -> None:
         raise SystemExit("[relift] configuration errors:\n  " + "\n  ".join(problems))
     rows = validate_training_data(config)
     check_model_path(config)
+    check_ray_address()
     validate_with_verl(config)
     if os.environ.get("DRY_RUN") == "1":
         print(plan(config, rows))

@@ -1,5 +1,6 @@
 """relift.checks: size relations veRL or relift assert on after the workers are up, caught before Ray."""
 
+import os
 import subprocess
 import sys
 
@@ -41,9 +42,16 @@ def test_shipped_configurations_pass(overrides):
          "micro-batches are cut by tokens (actor_rollout_ref.actor.ppo_max_token_len_per_gpu=32768); "
          "set relift.sft_micro_batch_size_per_gpu=null, or use_dynamic_bsz=false"),
         (("actor_rollout_ref.actor.use_dynamic_bsz=false", "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=false",
-          "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=3"),
-         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu (relift.sft_micro_batch_size_per_gpu=null)=3 must "
+          "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
+          "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2", "relift.sft_trigger_size=24"),
+         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu (relift.sft_micro_batch_size_per_gpu=null)=2 must "
          "divide the supervised batch per GPU"),
+        # Found on two CPU ranks (the two-node run): the old log-probs died in prepare_micro_batches.
+        (("device=cpu", "trainer.n_gpus_per_node=2", "relift.sft_micro_batch_size_per_gpu=4",
+          "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=16"),
+         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=32 must divide the responses per GPU, "
+         "data.train_batch_size x rollout.n / GPUs = 32 / 2 = 16 (use_dynamic_bsz=false): "
+         "e.g. actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=16"),
         # veRL would make 8 // 3 = 2 rollout replicas and leave two GPUs idle.
         (("actor_rollout_ref.rollout.tensor_model_parallel_size=3",),
          "actor_rollout_ref.rollout.tensor_model_parallel_size=3 (x data 1 x pipeline 1 = 3 GPUs per rollout replica) "
@@ -70,3 +78,16 @@ def test_main_stops_before_ray():
     assert result.returncode != 0
     assert "[relift] configuration errors:" in result.stderr + result.stdout
     assert "relift.sft_micro_batch_size_per_gpu=8 must divide" in result.stderr + result.stdout
+
+
+def test_main_refuses_a_cluster_address_without_an_auth_mode(tiny):
+    """Ray turns token authentication on by itself only for a cluster it finds locally: with an explicit
+    address the driver would retry for a minute and fail with "Failed to connect"."""
+    env = {key: value for key, value in os.environ.items() if key != "RAY_AUTH_MODE"}
+    result = subprocess.run(
+        [sys.executable, "-m", "relift.main", "device=cpu", f"actor_rollout_ref.model.path={tiny['model']}",
+         f"data.train_files={tiny['train']}", f"data.val_files={tiny['val']}", "trainer.total_training_steps=2"],
+        capture_output=True, text=True, timeout=120, env={**env, "RAY_ADDRESS": "127.0.0.2:6379"},
+    )
+    assert result.returncode != 0
+    assert "RAY_ADDRESS=127.0.0.2:6379 is set but RAY_AUTH_MODE is not" in result.stderr + result.stdout

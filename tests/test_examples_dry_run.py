@@ -38,13 +38,15 @@ def test_every_example_is_covered():
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=os.path.basename)
 def test_example_dry_run(script, inputs):
-    result = dry_run(script, **inputs)
+    cluster = {"RAY_ADDRESS": "127.0.0.2:6379"} if "two-nodes" in script else {}
+    result = dry_run(script, **inputs, **cluster)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "[relift] dry run: configuration and data valid; nothing started" in output
     assert "[validate_config] All configuration checks passed successfully!" in output
     gpus = "16 GPUs (2 node(s) x 8)" if "two-nodes" in script else "8 GPUs (1 node(s) x 8)"
     assert gpus in output
+    assert ("attach to RAY_ADDRESS=127.0.0.2:6379" if cluster else "start a local cluster") in output
     assert "Warning" not in output and "Traceback" not in output
 
 
@@ -52,3 +54,11 @@ def test_dry_run_refuses_a_missing_model(inputs):
     result = dry_run(os.path.join(REPO, "examples", "qwen2.5-math-7b.sh"), **{**inputs, "MODEL": "/nonexistent/model"})
     assert result.returncode != 0
     assert "actor_rollout_ref.model.path=/nonexistent/model: no Hugging Face model there" in result.stdout + result.stderr
+
+
+def test_two_nodes_needs_the_cluster_address(inputs):
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    result = subprocess.run(["bash", os.path.join(REPO, "examples", "qwen2.5-math-7b-two-nodes.sh")],
+                            capture_output=True, text=True, env={**env, **inputs, "DRY_RUN": "1"}, timeout=120)
+    assert result.returncode != 0
+    assert "set RAY_ADDRESS to address:port of the Ray head" in result.stderr
