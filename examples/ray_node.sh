@@ -60,4 +60,16 @@ if [ "$role" = head ]; then
     echo "[relift] join with: HEAD_ADDR=$HEAD_ADDR bash examples/ray_join.sh; train here with: RAY_ADDRESS=$HEAD_ADDR:$PORT"
 fi
 echo "[relift] stop this node with Ctrl-C or: kill $$"
-exec ray start "${where[@]}" --node-ip-address="$NODE_ADDR" "${resources[@]}" --block "$@"
+ray start "${where[@]}" --node-ip-address="$NODE_ADDR" "${resources[@]}" --block "$@" &
+ray_pid=$!
+# `ray start --block` drains and ends its node on SIGTERM (a background job of a script ignores SIGINT).
+stopping=0
+trap 'stopping=1; kill -TERM "$ray_pid" 2> /dev/null' INT TERM
+status=0
+while kill -0 "$ray_pid" 2> /dev/null; do wait "$ray_pid" || status=$?; done
+[ "$stopping" = 1 ] && status=0  # asked to stop: ray start exits 1 after draining
+# `ray start` records the cluster for later `ray.init()` calls on this machine, and only `ray stop`
+# removes the record: left behind, it sends them to a cluster that is gone.
+address_file=${RAY_TMPDIR:-/tmp}/ray/ray_current_cluster
+if [ "$(cat "$address_file" 2> /dev/null)" = "$HEAD_ADDR:$PORT" ]; then rm -f "$address_file"; fi
+exit "$status"

@@ -124,6 +124,8 @@ def start_cpu_ray(config: DictConfig) -> None:
         return
     num_gpus = config.trainer.n_gpus_per_node * config.trainer.nnodes
     ray.init(
+        # A new local instance: never one that `ray start` on this machine recorded (RAY_ADDRESS attaches).
+        address="local",
         # Loopback only. Ray swaps 127.0.0.1 itself for the host's routable address
         # (ray._private.services.resolve_ip_for_localhost); another address of 127.0.0.0/8 stays on `lo`.
         _node_ip_address=RAY_LOOPBACK_ADDRESS,

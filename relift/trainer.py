@@ -181,6 +181,8 @@ class ReLIFTTrainer(RayPPOTrainer):
             "relift/sft_grad_norm": float(np.mean(worker_metrics["grad_norm"])),
             "relift/sft_lr": float(np.mean(worker_metrics["lr"])),
             "relift/sft_demo_tokens": int(sft_batch.tensors["response_mask"].sum()),
+            # the actor process's peak accelerator memory so far, as veRL's actor/perf/* after the RL update
+            "relift/sft_max_memory_allocated_gb": float(np.max(worker_metrics["perf/max_memory_allocated_gb"])),
         }
 
     def _print_progress(self, batch: DataProto, metrics: dict) -> None:

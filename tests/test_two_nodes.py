@@ -99,3 +99,7 @@ def test_two_nodes_on_loopback_train_two_steps(tiny, tmp_path):
     finally:
         leftovers = [stop_node(process) for process in reversed(nodes)]
     assert leftovers == [[], []], leftovers
+    assert [process.returncode for process in nodes] == [0, 0]
+    # `ray start` recorded the cluster for later ray.init() calls on this machine; stopping removed it.
+    record = os.path.join(os.environ.get("RAY_TMPDIR", "/tmp"), "ray", "ray_current_cluster")
+    assert not os.path.exists(record) or open(record).read() != f"{HEAD}:{env['RAY_PORT']}"

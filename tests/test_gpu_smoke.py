@@ -1,0 +1,34 @@
+"""examples/gpu_smoke.sh as a user runs it: skipped without CUDA, and its body (data, tiny model, three
+ReLIFT and three GRPO steps, the memory table) on relift's CPU path with SMOKE_DEVICE=cpu."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO
+
+SCRIPT = os.path.join(REPO, "examples", "gpu_smoke.sh")
+
+
+def smoke(tmp_path, **env) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+           "OUT": str(tmp_path / "smoke"), **env}
+    return subprocess.run(["bash", SCRIPT], capture_output=True, text=True, env=env, timeout=900)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the smoke run would start")
+def test_skipped_without_cuda(tmp_path):
+    result = smoke(tmp_path)
+    assert result.returncode == 0 and "[gpu_smoke] skipped: no CUDA device" in result.stdout
+    assert not (tmp_path / "smoke").exists()
+
+
+@pytest.mark.e2e
+def test_cpu_path_runs_both_arms_and_prints_memory(tmp_path):
+    result = smoke(tmp_path, SMOKE_DEVICE="cpu")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = result.stdout.split("actor peak memory (GiB) after each step")[1].splitlines()[2:]
+    assert [line.split()[0] for line in table] == ["1", "2", "3"]
+    assert all(line.split()[-1] == "1" for line in table)  # 16 hardest questions a step, M = 8
