@@ -23,7 +23,7 @@ import time
 import pandas as pd
 
 from relift.data import write_text_atomic
-from relift.reward import compute_score
+from relift.reward import compute_score, grade
 
 DATASETS = ["math_eval", "relift_valid", "gpqa_diamond", "arc_c"]
 DATASET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dataset")
@@ -39,6 +39,13 @@ DEGENERATE = {
     "huge power": "\\boxed{9^{9999999999}}",
     "long unboxed text": "the answer is " + "1+" * 60_000 + "1",
     "huge factorial": "\\boxed{99999999!}",
+    # Within the rejection bounds: these reach math-verify and its time budget.
+    "short integral tower": "\\boxed{" + "\\int " * 60 + "x \\, dx}",
+    "short sum tower": "\\boxed{" + "\\sum_{k=1}^{\\infty} " * 20 + "k}",
+    "499-digit number": "\\boxed{" + "7" * 499 + "}",
+    "largest allowed factorial": "\\boxed{100000!}",
+    "largest allowed power": "\\boxed{2^{1000000}}",
+    "six nested fractions": "\\boxed{" + "\\frac{1}{1+" * 6 + "x" + "}" * 12 + "}",
 }
 
 
@@ -46,10 +53,18 @@ def response(payload: str) -> str:
     return "some reasoning </think> " + payload
 
 
-def grade_timed(payload: str, ground_truth: str = "42") -> tuple[float, dict]:
+def grade_timed(payload: str, ground_truth: str = "42"):
+    """(seconds, relift.reward.Grade), by the rule compute_score applies."""
     start = time.perf_counter()
-    result = compute_score("math", response(payload), ground_truth)
+    result = grade("math", response(payload), ground_truth)
     return time.perf_counter() - start, result
+
+
+def distinct(payload: str, i: int) -> str:
+    """The payload with a different number in its graded part, so that no parse comes from math-verify's
+    cache: a policy's degenerate outputs are alike, not identical."""
+    head, boxed, tail = payload.rpartition("\\boxed{")
+    return f"{head}{boxed}{i}+{tail}" if boxed else f"{payload}+{i}"
 
 
 def ordinary_answers() -> dict:
@@ -81,16 +96,29 @@ def main() -> None:
     kinds = {}
     for kind, payload in DEGENERATE.items():
         seconds, result = grade_timed(payload)
-        kinds[kind] = {"seconds": round(seconds, 3), "score": result["score"], "status": result["grade_status"]}
-        print(f"[grading] {kind:<26} {seconds:6.3f} s  {result['grade_status']}", flush=True)
+        kinds[kind] = {"seconds": round(seconds, 3), "correct": result.correct, "status": result.status}
+        print(f"[grading] {kind:<26} {seconds:6.3f} s  {result.status}", flush=True)
 
     payloads = list(DEGENERATE.values())
-    batch = [payloads[i % len(payloads)] for i in range(args.batch)]
+    batch = [distinct(payloads[i % len(payloads)], i) for i in range(args.batch)]
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(min(32, (os.cpu_count() or 1) + 4)) as threads:
-        results = list(threads.map(lambda payload: grade_timed(payload)[1], batch))
+        results = list(threads.map(lambda payload: compute_score("math", response(payload), "42"), batch))
     batch_seconds = time.perf_counter() - start
     print(f"[grading] {args.batch} degenerate responses: {batch_seconds:.1f} s", flush=True)
+
+    # The kinds that reach math-verify, each alone: what a step would cost if a policy wrote only that.
+    admitted = {}
+    for kind, payload in DEGENERATE.items():
+        if kinds[kind]["status"] == "rejected":
+            continue
+        sample = [distinct(payload, args.batch + i) for i in range(32)]
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(min(32, (os.cpu_count() or 1) + 4)) as threads:
+            list(threads.map(lambda text: compute_score("math", response(text), "42"), sample))
+        projected = (time.perf_counter() - start) / len(sample) * args.batch
+        admitted[kind] = {"projected_s_per_batch": round(projected, 1)}
+        print(f"[grading] {args.batch} x {kind}: {projected:.0f} s (projected from 32)", flush=True)
 
     ordinary = ordinary_answers()
     for name, counts in ordinary.items():
@@ -103,6 +131,7 @@ def main() -> None:
         "kinds": kinds,
         "batch": {"responses": args.batch, "seconds": round(batch_seconds, 1),
                   "scored_zero": sum(r["score"] == 0.0 for r in results)},
+        "admitted_kinds_alone": admitted,
         "ordinary": ordinary,
         "targets": {
             "every kind <= 1 s": {"measured_s": worst, "met": worst <= 1.0},

@@ -10,25 +10,43 @@ The rule (the reference's reward version 3):
   1-9 on ARC-style rows numbered that way) are graded by the option the response commits to:
   `\\boxed{C}`, `ANSWER: C`, `answer is C`, `(C)`.
 
-Every grading call is bounded in time. math-verify's own timeout uses SIGALRM, which only works on a
-process's main thread, and veRL calls the reward from executor threads inside Ray workers. So grading
-runs in a small pool of child processes (on their main thread, where math-verify's timeout works) and
-the caller waits at most `timeout_s`; a grader that overruns is killed and the pool replaced.
-`RELIFT_GRADER_PROCESSES` sets the pool's size (default 1 per process that grades).
+Grading is bounded by the input, not by luck (an RL policy that collapses can answer a whole step with
+pathological text): math-verify sees only the final `\\boxed{...}` of the answer, or its last
+`ANSWER_CHARS` characters when nothing is boxed; a boxed answer longer than that, braces nested deeper
+than `MAX_BRACE_DEPTH`, a power inside an exponent, an exponent or factorial too large to compute are
+rejected (graded wrong, status `rejected`) before math-verify, because sympy would evaluate them in C,
+where no timer can interrupt it. What is left runs in a grader process (`relift.grader`) within
+`budget_s` (1 s), and the caller waits at most `timeout_s` before it kills and replaces the grader.
+`RELIFT_GRADER_PROCESSES` sets the number of grader processes per process that grades (default: one
+per usable CPU, at most 8).
 """
 
 from __future__ import annotations
 
-import atexit
-import concurrent.futures
-import multiprocessing
-import os
 import re
-import threading
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+import numpy as np
+
+from relift.grader import GraderFailed, GraderPool
 
 THINK_CLOSE = "</think>"
 DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_BUDGET_S = 1.0
+
+# The bundled benchmarks' longest ground truth is 210 characters.
+ANSWER_CHARS = 500
+MAX_BRACE_DEPTH = 12
+# 10^{10^{10}}, 10^10^10: sympy computes the inner power first (2^{2^n} stays symbolic and passes).
+_NESTED_POWER = re.compile(r"\^\s*\{?\s*\d+\s*\^\s*\{?\s*\d")
+_POWER = re.compile(r"(\d+)\s*\^\s*\{?\s*(\d+)")
+MAX_POWER_DIGITS = 10**6
+_FACTORIAL = re.compile(r"(\d+)\s*!")
+MAX_FACTORIAL = 10**5
+# (10^{10})!, 10^{10}!: the factorial of a power.
+_POWER_FACTORIAL = re.compile(r"\^\s*(\{[^{}]*\}|\w+)\s*!|\([^()]*\^[^()]*\)\s*!")
 
 _CHOICE_SOURCES = ("gpqa", "arc", "mmlu")
 _LETTER = re.compile(r"^\s*\(?([A-J])\)?\s*$")
@@ -76,72 +94,60 @@ def extract_choice(answer_text: str, numeric: bool = False) -> str | None:
     return None
 
 
-def _verify_math(answer_text: str, ground_truth: str) -> tuple[bool, str]:
-    """Runs in a grader process, on its main thread."""
-    from math_verify import parse, verify
-
-    gold = parse("$" + ground_truth + "$")
-    pred = parse(answer_text)
-    extracted = str(pred[1]) if len(pred) > 1 else (str(pred[0]) if pred else "")
-    return bool(verify(gold, pred)), extracted
-
-
-class _GraderPool:
-    """A lazily started process pool that is replaced when a task overruns its deadline."""
-
-    def __init__(self, workers: int = 1):
-        self.workers = workers
-        self._lock = threading.Lock()
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-
-    def _get(self) -> concurrent.futures.ProcessPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                # forkserver: never fork a multi-threaded Ray worker, and keep torch out of the children.
-                context = multiprocessing.get_context("forkserver")
-                self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context)
-                atexit.register(self.close)
-            return self._pool
-
-    def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def _discard(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
-        with self._lock:
-            if self._pool is pool:
-                self._pool = None
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
-
-    def run(self, fn, *args, timeout_s: float):
-        pool = self._get()
-        future = pool.submit(fn, *args)
-        try:
-            return future.result(timeout=timeout_s)
-        except concurrent.futures.TimeoutError:
-            self._discard(pool)
-            raise
-        except concurrent.futures.process.BrokenProcessPool:
-            self._discard(pool)
-            raise
+def graded_slice(answer_text: str) -> str | None:
+    """What math-verify sees: the last `\\boxed{...}` with its braces, else the last ANSWER_CHARS characters.
+    None when the last boxed answer does not close within ANSWER_CHARS characters."""
+    start = answer_text.rfind("\\boxed{")
+    if start < 0:
+        return answer_text[-ANSWER_CHARS:]
+    opening = start + len("\\boxed")
+    depth = 0
+    for end in range(opening, min(len(answer_text), opening + ANSWER_CHARS + 2)):
+        depth += {"{": 1, "}": -1}.get(answer_text[end], 0)
+        if depth == 0:
+            return answer_text[start : end + 1]
+    return None
 
 
-_GRADERS = _GraderPool(workers=int(os.environ.get("RELIFT_GRADER_PROCESSES", "1")))
+def rejection(answer: str) -> str | None:
+    """Why a graded slice is not given to math-verify, or None."""
+    depth = deepest = 0
+    for char in answer:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        deepest = max(deepest, depth)
+    if deepest > MAX_BRACE_DEPTH:
+        return f"braces nested {deepest} deep"
+    if _NESTED_POWER.search(answer):
+        return "a power inside an exponent"
+    if any(len(base) * int(exponent) > MAX_POWER_DIGITS for base, exponent in _POWER.findall(answer)):
+        return "a power of more than a million digits"
+    if _POWER_FACTORIAL.search(answer) or any(int(n) > MAX_FACTORIAL for n in _FACTORIAL.findall(answer)):
+        return "a factorial too large to compute"
+    return None
 
 
-def grade_math(answer_text: str, ground_truth: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[bool, str, str]:
-    """(correct, extracted answer, status) with status one of ok / timeout / error."""
+_GRADERS = GraderPool()
+_reported_failure = False
+
+
+def grade_math(answer_text: str, ground_truth: str, timeout_s: float = DEFAULT_TIMEOUT_S,
+               budget_s: float = DEFAULT_BUDGET_S) -> tuple[bool, str, str]:
+    """(correct, extracted answer, status) with status one of ok / rejected / timeout / error (the grader
+    process failed: not the answer's fault)."""
+    global _reported_failure
+    answer = graded_slice(answer_text)
+    if answer is None or rejection(answer) is not None:
+        return False, "", "rejected"
     try:
-        correct, extracted = _GRADERS.run(_verify_math, answer_text, ground_truth, timeout_s=timeout_s)
-        return correct, extracted, "ok"
-    except concurrent.futures.TimeoutError:
+        reply = _GRADERS.verify(answer, ground_truth, budget_s=budget_s, timeout_s=timeout_s)
+    except TimeoutError:
         return False, "", "timeout"
-    except Exception:  # a parser crash on a malformed answer is a wrong answer, not a failed run
+    except GraderFailed as error:
+        if not _reported_failure:  # once per process: the trainer stops if a whole step fails
+            print(f"[relift] grader process failed: {error}", file=sys.stderr, flush=True)
+            _reported_failure = True
         return False, "", "error"
+    return reply["correct"], reply["extracted"], reply["status"]
 
 
 @dataclass
@@ -151,7 +157,7 @@ class Grade:
     """The answer the grader read: an option label, or math-verify's parse of the answer text."""
     has_think_close: bool
     status: str
-    """ok, no_think (no `</think>` while it is required), timeout or error."""
+    """ok, no_think (no `</think>` while it is required), rejected, timeout or error (grader failure)."""
 
 
 def grade(data_source: str, response: str, ground_truth: str, require_think: bool = True,
@@ -180,7 +186,9 @@ def compute_score(
 ) -> dict:
     """veRL custom reward. `score` is the training reward (1 correct, 0 otherwise); `acc` the same as a float.
 
-    Extra keys (logged by veRL per response): `has_think_close`, `timed_out`.
+    Extra keys (veRL keeps them per response; relift's trainer sums all but the first per step): `has_think_close`,
+    `timed_out`, `answer_rejected`, `sent_to_grader` (a math answer that went to a grader process),
+    `grader_failed`.
     """
     result = grade(data_source, solution_str, ground_truth, require_think, timeout_s)
     return {
@@ -188,4 +196,21 @@ def compute_score(
         "acc": float(result.correct),
         "has_think_close": float(result.has_think_close),
         "timed_out": float(result.status == "timeout"),
+        "answer_rejected": float(result.status == "rejected"),
+        "sent_to_grader": float(result.status in ("ok", "timeout", "error") and choice_label(data_source, ground_truth) is None),
+        "grader_failed": float(result.status == "error"),
     }
+
+
+# compute_score's per-response flags -> per-step counts in the training metrics.
+HEALTH_METRICS = {
+    "sent_to_grader": "grader/answers",
+    "timed_out": "grader/timeouts",
+    "answer_rejected": "grader/rejected",
+    "grader_failed": "grader/failures",
+}
+
+
+def grading_health(extra: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """Counts of one step's responses per flag; keys another reward function does not return are left out."""
+    return {name: int(np.sum(extra[key])) for key, name in HEALTH_METRICS.items() if key in extra}

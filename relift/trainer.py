@@ -5,13 +5,16 @@ Only a few hooks of `RayPPOTrainer` are overridden; `fit()` is veRL's own:
 - `_get_gen_batch`: keep each row's demonstration (`target`) in the training batch: veRL moves every
   non-reward field into the generation batch, and the rollout output does not carry it back;
 - `init_workers`: after veRL builds the workers, create the supervised optimizer on each actor rank;
-- `_update_actor`: after veRL's RL update of the step, find the questions none of whose n responses
-  was correct, buffer those that have a demonstration, and while the buffer holds `sft_trigger_size`
-  questions take the newest ones for one supervised update (at most `max_sft_updates_per_step`);
+- `_update_actor`: stop if grading failed for every answer of the step that needed a grader, log the
+  grader's answers, timeouts, rejections and failures; after veRL's RL update of the step, find the questions none of whose n
+  responses was correct, buffer those that have a demonstration, and while the buffer holds
+  `sft_trigger_size` questions take the newest ones for one supervised update (at most
+  `max_sft_updates_per_step`);
 - `_save_checkpoint` / `_load_checkpoint`: the buffer and ReLIFT's counters travel with the checkpoint
   (the second optimizer's state is saved by the workers, see `relift.workers`).
 
-With `relift.enable=false` nothing of the above runs and the trainer is exactly veRL's GRPO.
+With `relift.enable=false` nothing of the above runs but the grading check, and the trainer is exactly
+veRL's GRPO.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from relift.buffer import HardQuestion, HardQuestionBuffer
 from relift.checks import config_problems
 from relift.data import write_text_atomic
 from relift.hardest import group_outcomes
+from relift.reward import grading_health
 from relift.sft import build_sft_batch, demonstration_text, strip_think_prefix
 
 STATE_FILE = "relift_state.json"
@@ -79,7 +83,15 @@ class ReLIFTTrainer(RayPPOTrainer):
         return gen_batch
 
     def _update_actor(self, batch: DataProto) -> DataProto:
+        health = grading_health(batch.non_tensor_batch)
+        if health.get("grader/failures", 0) == health.get("grader/answers", 0) > 0:
+            raise RuntimeError(
+                f"[relift] step {self.global_steps}: grading failed for all {health['grader/answers']} answers sent "
+                "to the grader processes (the reward workers' log above has the first error): stopping instead of "
+                "training on rewards of 0"
+            )
         output = super()._update_actor(batch)
+        output.meta_info["metrics"].update(health)
         if self.relift.enable:
             output.meta_info["metrics"].update(self._relift_step(batch))
         return output

@@ -6,10 +6,13 @@ weight decay off its updates change nothing, so a parameter change is the superv
 """
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
+import psutil
 import pytest
 import torch
 from conftest import cpu_overrides
@@ -176,3 +179,47 @@ def test_gpu_settings_give_the_same_supervised_update(setting, tiny, tmp_path, r
     for name, value in trained.items():
         assert not torch.equal(value, initial[name]) or name.endswith("norm.weight")
         assert torch.allclose(value, reference[name], rtol=1e-4, atol=1e-6), name
+
+
+def test_a_step_whose_grading_failed_everywhere_stops_the_run(tiny, tmp_path):
+    """No grader process can run (here: none allowed): every answer would score 0 and every question look
+    hardest. The run stops at the first step instead of training on that."""
+    out = str(tmp_path)
+    env = {**os.environ, "RELIFT_GRADER_PROCESSES": "0"}
+    with open(f"{out}/run.log", "w") as log:
+        result = subprocess.run(
+            [sys.executable, "-m", "relift.main", *cpu_overrides(tiny, out, steps=2),
+             f"actor_rollout_ref.model.path={tiny['warm_model']}", "trainer.save_freq=-1"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, timeout=900,
+        )
+    text = open(f"{out}/run.log").read()
+    assert result.returncode != 0
+    assert "[relift] step 1: grading failed for all " in text, text[-3000:]
+    assert "[relift] grader process failed: RELIFT_GRADER_PROCESSES=0" in text
+    assert "[relift] step    1 |" not in text
+
+
+def test_kill_9_of_a_training_leaves_no_process_behind(tiny, tmp_path):
+    """kill -9 of a CPU training's process group mid-run: Ray's processes, the workers and the grader
+    processes of the reward workers all end."""
+    out = str(tmp_path)
+    log_path = f"{out}/run.log"
+    with open(log_path, "w") as log:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "relift.main", *cpu_overrides(tiny, out, steps=8),
+             f"actor_rollout_ref.model.path={tiny['warm_model']}", "trainer.save_freq=-1"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 600
+        while "[relift] step    2 |" not in open(log_path).read():  # answers with </think> were graded
+            assert driver.poll() is None and time.monotonic() < deadline, open(log_path).read()[-3000:]
+            time.sleep(0.5)
+        tree = [psutil.Process(driver.pid), *psutil.Process(driver.pid).children(recursive=True)]
+        graders = [p for p in tree if p.cmdline()[-2:] == ["-m", "relift.grader"]]
+        assert graders, "no grader process was running: the test would not show that they end"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    _, alive = psutil.wait_procs(tree, timeout=60)
+    assert alive == [], [(p.pid, p.cmdline()[:3]) for p in alive]

@@ -1,8 +1,22 @@
+import os
+import subprocess
+import sys
 import time
 
+import numpy as np
+import psutil
 import pytest
 
-from relift.reward import compute_score, extract_choice
+from relift.reward import (
+    ANSWER_CHARS,
+    compute_score,
+    extract_choice,
+    grade,
+    grade_math,
+    graded_slice,
+    grading_health,
+    rejection,
+)
 
 
 def score(solution: str, ground_truth: str, data_source: str = "math", **kwargs) -> float:
@@ -54,14 +68,89 @@ def test_multiple_choice_rows():
     assert score("</think> The answer is (3)", "2", data_source="arc_c") == 0.0
 
 
-def test_pathological_answer_returns_within_bound_and_grader_recovers():
-    # sympy tries to evaluate the tower of powers; grading must give up at the bound, not hang.
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "\\boxed{10^{10^{10^{10}}} + 1}",  # sympy would compute the tower in C, beyond any timer
+        "\\boxed{(10^{10})!}",
+        "\\boxed{9^{9999999999}}",
+        "\\boxed{123456!}",
+        "\\boxed{" + "{" * 20 + "1" + "}" * 20 + "}",
+        "\\boxed{" + "7" * 600 + "}",
+    ],
+)
+def test_pathological_answers_are_rejected_before_math_verify(answer):
     start = time.monotonic()
-    result = compute_score("math", "</think> \\boxed{10^{10^{10^{10}}} + 1}", "9^{9^{9^{9}}}+1", timeout_s=2.0)
-    elapsed = time.monotonic() - start
-    assert result["timed_out"] == 1.0 and result["score"] == 0.0
-    assert elapsed < 4.0
-    assert score("</think> \\boxed{4}", "4") == 1.0  # the killed grader was replaced
+    result = grade("math", f"</think> {answer}", "9^{9^{9^{9}}}+1")
+    assert result.status == "rejected" and not result.correct
+    assert time.monotonic() - start < 0.1
+
+
+@pytest.mark.parametrize("answer", ["\\boxed{2^{2^n}}", "\\boxed{(n+1)!}", "\\boxed{\\frac{10!}{2^{5}}}", "\\boxed{2^{100}}"])
+def test_ordinary_powers_and_factorials_are_not_rejected(answer):
+    assert rejection(graded_slice(answer)) is None
+
+
+def test_only_the_last_boxed_answer_is_graded():
+    assert graded_slice("\\boxed{1} then \\boxed{\\frac{1}{2}} done") == "\\boxed{\\frac{1}{2}}"
+    assert graded_slice("x" * 1000 + " 42") == "x" * (ANSWER_CHARS - 3) + " 42"
+    assert graded_slice("\\boxed{" + "1" * ANSWER_CHARS + "}") is not None
+    assert graded_slice("\\boxed{" + "1" * (ANSWER_CHARS + 1) + "}") is None
+    assert score("</think> " + "\\boxed{x}" * 20_000 + " \\boxed{4}", "4") == 1.0
+
+
+def slow(i: int) -> str:
+    """Admitted, and sympy takes 0.2-0.8 s on it; distinct per i, so that no grader has it cached."""
+    return "\\boxed{" + f"\\sum_{{k={i}}}^{{\\infty}} " * 20 + "k}"
+
+
+def test_answer_over_its_budget_times_out_inside_the_grader():
+    status = grade_math(slow(1), "1", budget_s=0.01)[2]
+    assert status == "timeout"
+    assert score("</think> \\boxed{4}", "4") == 1.0
+
+
+def test_grader_that_overruns_the_caller_is_killed_and_replaced():
+    start = time.monotonic()
+    assert grade_math(slow(2), "1", budget_s=30.0, timeout_s=0.05)[2] == "timeout"
+    assert time.monotonic() - start < 1.0
+    assert score("</think> \\boxed{4}", "4") == 1.0
+
+
+def test_grader_failure_is_an_error_not_a_wrong_answer():
+    code = "from relift.reward import grade; print(grade('math', '</think> \\\\boxed{4}', '4').status)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "RELIFT_GRADER_PROCESSES": "0"})
+    assert result.stdout.strip() == "error"
+    assert "[relift] grader process failed: RELIFT_GRADER_PROCESSES=0" in result.stderr
+
+
+def test_grading_health_counts_per_step():
+    extra = {"acc": np.zeros(4), "timed_out": np.array([1.0, 0, 0, 0]), "grader_failed": np.array([0, 1.0, 1.0, 0])}
+    assert grading_health(extra) == {"grader/timeouts": 1, "grader/failures": 2}
+    flags = [compute_score(source, response, truth) for source, response, truth in
+             [("math", "</think> \\boxed{4}", "4"), ("gpqa", "</think> ANSWER: C", "C"), ("math", "no think", "4")]]
+    assert [f["sent_to_grader"] for f in flags] == [1.0, 0.0, 0.0]
+
+
+def test_graders_end_with_their_parent():
+    """kill -9 of the process that grades: its grader goes too, by the parent-death signal (a sleeper keeps
+    the grader's stdin open, so EOF cannot be what ends it), although the thread that asked has ended."""
+    code = (
+        "import subprocess, threading, time; from relift import reward\n"
+        "t = threading.Thread(target=reward.grade_math, args=('\\\\boxed{4}', '4')); t.start(); t.join()\n"
+        "grader = reward._GRADERS._idle.queue[0].process\n"
+        "holder = subprocess.Popen(['sleep', '60'], pass_fds=[grader.stdin.fileno()])\n"
+        "print(grader.pid, holder.pid, flush=True); time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    grader, holder = (psutil.Process(int(pid)) for pid in parent.stdout.readline().split())
+    try:
+        parent.kill()
+        parent.wait()
+        grader.wait(timeout=10)  # psutil.TimeoutExpired if it outlived its parent
+    finally:
+        holder.kill()
 
 
 def test_timeout_inside_a_thread():
