@@ -31,6 +31,7 @@ test-all: install
 	$(PY) -m pytest -q
 
 bench: install
+	$(PY) -m bench.grading --out bench/results/grading.json
 	$(PY) -m bench.toy_repro --seed 1 2 --out bench/results/toy_repro.json
 
 clean:

@@ -74,15 +74,19 @@ def ordinary_answers() -> dict:
         frame = pd.read_parquet(os.path.join(DATASET_DIR, f"{name}.parquet"))
         rows = list(zip(frame.data_source, (rm["ground_truth"] for rm in frame.reward_model), strict=True))
         right = wrong_rejected = 0
+        misses = []
         start = time.perf_counter()
-        for source, truth in rows:
+        for row, (source, truth) in enumerate(rows):
             choice = name in ("gpqa_diamond", "arc_c")
             answer = f"ANSWER: {truth}" if choice else f"The answer is \\boxed{{{truth}}}."
-            right += compute_score(source, response(answer), truth)["score"] == 1.0
+            if compute_score(source, response(answer), truth)["score"] == 1.0:
+                right += 1
+            else:
+                misses.append({"row": row, "ground_truth": truth})
             wrong = "ANSWER: Z" if choice else "\\boxed{\\text{no answer}}"
             wrong_rejected += compute_score(source, response(wrong), truth)["score"] == 0.0
         counts[name] = {"rows": len(rows), "graded_correct": right, "wrong_rejected": wrong_rejected,
-                        "seconds": round(time.perf_counter() - start, 1)}
+                        "seconds": round(time.perf_counter() - start, 1), "not_graded_correct": misses}
     return counts
 
 

@@ -1,14 +1,18 @@
 """Configuration checks that run before Ray starts: each catches a size relation that veRL or relift
 would otherwise assert on later, after the workers are up (hours into a run for the first supervised
-update), or a key that would be silently ignored. Pure omegaconf: no veRL, no Ray. Every problem is one
+update), a key that would be silently ignored, or a checkpoint to resume from that lacks ReLIFT's state.
+No veRL, no Ray. Every problem is one
 line naming the keys, their values and a value that works.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 from omegaconf import DictConfig
+
+STATE_FILE = "relift_state.json"
 
 
 def config_problems(config: DictConfig) -> list[str]:
@@ -109,3 +113,29 @@ def _supervised_problems(config: DictConfig, dp: int) -> list[str]:
             f"e.g. relift.sft_micro_batch_size_per_gpu={m // dp}"
         ]
     return []
+
+
+def resume_state_missing(path: str) -> str:
+    return (
+        f"{path} is missing: this checkpoint has no ReLIFT buffer (written by a run with "
+        "relift.enable=false, or killed mid-save by a relift older than the state-first save); set "
+        "relift.resume_without_state=true to resume from it with an empty buffer, or "
+        "trainer.resume_mode=disable to start afresh"
+    )
+
+
+def resume_problem(config: DictConfig) -> str | None:
+    """The checkpoint veRL would resume from lacks ReLIFT's state (veRL's tracker file names the folder)."""
+    trainer = config.trainer
+    if not config.relift.enable or config.relift.resume_without_state or trainer.resume_mode == "disable":
+        return None
+    if trainer.resume_mode == "resume_path":
+        folder = trainer.resume_from_path
+    else:
+        tracker = os.path.join(trainer.default_local_dir, "latest_checkpointed_iteration.txt")
+        if not os.path.exists(tracker):
+            return None
+        with open(tracker) as f:
+            folder = os.path.join(trainer.default_local_dir, f"global_step_{int(f.read())}")
+    path = os.path.join(folder, STATE_FILE)
+    return None if os.path.exists(path) else resume_state_missing(path)

@@ -142,9 +142,9 @@ def start_cpu_ray(config: DictConfig) -> None:
 def run(config: DictConfig) -> None:
     """Check the configuration, the data and the model path, start Ray, and train. With DRY_RUN=1,
     print the plan after the checks instead."""
-    from relift.checks import config_problems
+    from relift.checks import config_problems, resume_problem
 
-    problems = config_problems(config)
+    problems = config_problems(config) + [problem for problem in [resume_problem(config)] if problem]
     if problems:
         raise SystemExit("[relift] configuration errors:\n  " + "\n  ".join(problems))
     rows = validate_training_data(config)

@@ -33,13 +33,11 @@ from verl.utils import tensordict_utils as tu
 from verl.workers.utils.padding import left_right_2_no_padding
 
 from relift.buffer import HardQuestion, HardQuestionBuffer
-from relift.checks import config_problems
+from relift.checks import STATE_FILE, config_problems, resume_state_missing
 from relift.data import write_text_atomic
 from relift.hardest import group_outcomes
 from relift.reward import grading_health
 from relift.sft import build_sft_batch, demonstration_text, strip_think_prefix
-
-STATE_FILE = "relift_state.json"
 
 
 def _question_id(prompt_ids: list[int]) -> str:
@@ -214,7 +212,8 @@ class ReLIFTTrainer(RayPPOTrainer):
         return os.path.join(global_step_folder, STATE_FILE)
 
     def _save_checkpoint(self):
-        super()._save_checkpoint()
+        # Before veRL's save, which marks the folder as the latest last: a run killed in between resumes
+        # from the previous checkpoint, whose state is complete.
         folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
         state = {
             "buffer": self.buffer.state_dict(),
@@ -222,6 +221,7 @@ class ReLIFTTrainer(RayPPOTrainer):
             "demos_used": sorted(self.demos_used),
         }
         write_text_atomic(self._state_path(folder), json.dumps(state))
+        super()._save_checkpoint()
 
     def _load_checkpoint(self):
         result = super()._load_checkpoint()
@@ -239,7 +239,9 @@ class ReLIFTTrainer(RayPPOTrainer):
             self.counters.update(state["counters"])
             self.demos_used = set(state["demos_used"])
             print(f"[relift] resumed buffer of {len(self.buffer)} questions and counters {self.counters}")
+        elif self.relift.enable and not self.relift.resume_without_state:
+            raise FileNotFoundError(resume_state_missing(path))  # relift.main checks this before Ray starts
         elif self.relift.enable:
-            print(f"[relift] warning: {path} not found; resuming with an empty buffer")
+            print(f"[relift] {path} not found: resuming with an empty buffer (relift.resume_without_state=true)")
         return result
 

@@ -69,6 +69,9 @@ def test_relift_fills_buffer_runs_sft_changes_parameters_and_resumes(tiny, tmp_p
     # Checkpoints carry the buffer, the counters and the supervised optimizer's state.
     step_dir = f"{out}/checkpoints/global_step_2"
     assert os.path.exists(f"{step_dir}/relift_state.json")
+    # ReLIFT's state is on disk before veRL marks the checkpoint as the latest.
+    tracker = f"{out}/checkpoints/latest_checkpointed_iteration.txt"
+    assert os.stat(f"{step_dir}/relift_state.json").st_mtime_ns <= os.stat(tracker).st_mtime_ns
     assert os.path.exists(f"{step_dir}/actor/relift_sft_optimizer_rank0.pt")
     assert torch.load(f"{step_dir}/actor/relift_sft_optimizer_rank0.pt", weights_only=False)["state"]
 
@@ -80,6 +83,15 @@ def test_relift_fills_buffer_runs_sft_changes_parameters_and_resumes(tiny, tmp_p
     rows = read_metrics(f"{out}/metrics-resume.jsonl")
     assert [r["step"] for r in rows] == [3]
     assert rows[0]["relift/hardest_seen_total"] > 16
+
+    # A latest checkpoint without ReLIFT's state (what a kill between veRL's marker and the state file
+    # left before the state-first save) is refused before Ray starts, not resumed with an empty buffer.
+    os.remove(f"{out}/checkpoints/global_step_3/relift_state.json")
+    refused = subprocess.run([sys.executable, "-m", "relift.main", *cpu_overrides(tiny, out, steps=4)],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0
+    assert "global_step_3/relift_state.json is missing" in refused.stdout + refused.stderr
+    assert "relift.resume_without_state=true" in refused.stdout + refused.stderr
 
 
 def test_relift_off_is_exactly_verls_grpo(tiny, tmp_path):
