@@ -10,6 +10,8 @@ Only a few hooks of `RayPPOTrainer` are overridden; `fit()` is veRL's own:
   responses was correct, buffer those that have a demonstration, and while the buffer holds
   `sft_trigger_size` questions take the newest ones for one supervised update (at most
   `max_sft_updates_per_step`);
+- `_validate`: after veRL's validation, keep the model in Hugging Face format when its score is the best
+  so far (`relift.best`);
 - `_save_checkpoint` / `_load_checkpoint`: the buffer and ReLIFT's counters travel with the checkpoint
   (the second optimizer's state is saved by the workers, see `relift.workers`).
 
@@ -32,6 +34,7 @@ from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 from verl.utils import tensordict_utils as tu
 from verl.workers.utils.padding import left_right_2_no_padding
 
+from relift import best
 from relift.buffer import HardQuestion, HardQuestionBuffer
 from relift.checks import STATE_FILE, config_problems, resume_state_missing
 from relift.data import write_text_atomic
@@ -56,6 +59,7 @@ class ReLIFTTrainer(RayPPOTrainer):
             "demos_truncated": 0,
         }
         self.demos_used: set[str] = set()
+        self.best_score: float | None = None
         # relift.main checks before Ray starts; a trainer built another way checks here.
         problems = config_problems(self.config)
         if problems:
@@ -206,6 +210,18 @@ class ReLIFTTrainer(RayPPOTrainer):
             line += f" | sft nll {metrics['relift/sft_loss']:.3f} in {metrics['timing_s/relift_sft']:.1f}s"
         print(line, flush=True)
 
+    def _validate(self, *args, **kwargs):
+        metrics = super()._validate(*args, **kwargs)
+        score = best.validation_score(metrics)
+        if self.relift.save_best and score is not None and (self.best_score is None or score > self.best_score):
+            self.best_score = score
+            run_dir = os.path.abspath(self.config.trainer.default_local_dir)
+            info = {"step": self.global_steps, "score": score,
+                    "val_core": {key: float(value) for key, value in metrics.items() if key.startswith("val-core/")}}
+            self.actor_rollout_wg.save_best(run_dir, self.global_steps, info)
+            print(f"[relift] best validation score so far, {score:.4f} at step {self.global_steps}: {run_dir}/best")
+        return metrics
+
     # ---- checkpointing ----------------------------------------------------------------------------
 
     def _state_path(self, global_step_folder: str) -> str:
@@ -219,6 +235,7 @@ class ReLIFTTrainer(RayPPOTrainer):
             "buffer": self.buffer.state_dict(),
             "counters": self.counters,
             "demos_used": sorted(self.demos_used),
+            "best_score": self.best_score,
         }
         write_text_atomic(self._state_path(folder), json.dumps(state))
         super()._save_checkpoint()
@@ -238,6 +255,7 @@ class ReLIFTTrainer(RayPPOTrainer):
             self.buffer.load_state_dict(state["buffer"])
             self.counters.update(state["counters"])
             self.demos_used = set(state["demos_used"])
+            self.best_score = state.get("best_score")
             print(f"[relift] resumed buffer of {len(self.buffer)} questions and counters {self.counters}")
         elif self.relift.enable and not self.relift.resume_without_state:
             raise FileNotFoundError(resume_state_missing(path))  # relift.main checks this before Ray starts

@@ -4,13 +4,15 @@
 micro-batching, FSDP gradient reduction and clipping) with three things swapped in for its duration:
 the loss (token-mean NLL on demonstration tokens), the optimizer (a second AdamW over the same
 parameters, with its own moments and learning rate, as in the paper) and its constant LR schedule.
-The second optimizer's state is saved and loaded with the actor's checkpoint.
+The second optimizer's state is saved and loaded with the actor's checkpoint. `save_best` writes the
+best model by validation score (relift.best).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from contextlib import contextmanager
 from functools import partial
 
@@ -22,7 +24,7 @@ from verl.utils.metric import AggregationType, Metric
 from verl.workers.engine_workers import ActorRolloutRefWorker
 from verl.workers.utils.padding import no_padding_2_padding
 
-from relift import sft
+from relift import best, sft
 from relift.offload import move_optimizer_state
 
 SFT_OPTIMIZER_FILE = "relift_sft_optimizer_rank{rank}.pt"
@@ -112,6 +114,20 @@ class ReLIFTActorRolloutRefWorker(ActorRolloutRefWorker):
         if self._sft["offload"]:
             move_optimizer_state(optimizer, "cpu")
         return output.cpu() if output is not None else None
+
+    @register(dispatch_mode=Dispatch.ONE_TO_ALL)
+    def save_best(self, run_dir: str, step: int, info: dict):
+        """Write the actor's weights as a Hugging Face model and make it `run_dir/best` (relift.best).
+        veRL's own checkpoint writer does it, asked for `hf_model` only and kept out of its rotation of
+        checkpoints to keep."""
+        manager = self.actor.engine.checkpoint_manager
+        staging = os.path.join(run_dir, f".best_step_{step}.tmp")
+        with _swapped(manager, checkpoint_save_contents=["hf_model"], previous_saved_paths=[],
+                      previous_global_step=manager.previous_global_step):
+            self.actor.engine.save_checkpoint(staging, global_step=step, max_ckpt_to_keep=None)
+        if torch.distributed.get_rank() == 0:
+            best.publish(os.path.join(staging, "huggingface"), run_dir, step, info)
+            shutil.rmtree(staging)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def save_checkpoint(self, local_path, hdfs_path=None, global_step=0, max_ckpt_to_keep=None):

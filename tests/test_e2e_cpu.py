@@ -5,6 +5,8 @@ and supervised updates run. RL then has zero advantage everywhere; with the acto
 weight decay off its updates change nothing, so a parameter change is the supervised update's doing.
 """
 
+import glob
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +19,9 @@ import pytest
 import torch
 from conftest import cpu_overrides
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from relift.best import validation_score
 from relift.demo import read_metrics
 
 pytestmark = pytest.mark.e2e
@@ -235,3 +239,21 @@ def test_kill_9_of_a_training_leaves_no_process_behind(tiny, tmp_path):
     driver.wait()
     _, alive = psutil.wait_procs(tree, timeout=60)
     assert alive == [], [(p.pid, p.cmdline()[:3]) for p in alive]
+
+
+def test_best_validation_model_is_kept_in_hugging_face_format(tiny, tmp_path):
+    out = str(tmp_path)
+    run_main(cpu_overrides(tiny, out, steps=2) + [
+        f"actor_rollout_ref.model.path={tiny['warm_model']}", "trainer.test_freq=1", "trainer.save_freq=-1",
+    ], f"{out}/metrics.jsonl", f"{out}/run.log")
+    scores = {row["step"]: validation_score(row) for row in read_metrics(f"{out}/metrics.jsonl")}
+    assert sorted(scores) == [1, 2]
+    best_step = max(scores, key=lambda step: (scores[step], -step))  # the first of equal scores
+    best = f"{out}/checkpoints/best"
+    assert os.readlink(best) == f"best_step_{best_step}"
+    info = json.load(open(f"{best}/relift_best.json"))
+    assert info["step"] == best_step and info["score"] == pytest.approx(scores[best_step])
+    assert [os.path.basename(p) for p in glob.glob(f"{out}/checkpoints/*best*")] == ["best", f"best_step_{best_step}"]
+    model = AutoModelForCausalLM.from_pretrained(best)
+    tokenizer = AutoTokenizer.from_pretrained(best)
+    assert model.config.vocab_size >= len(tokenizer)
