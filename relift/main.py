@@ -162,8 +162,15 @@ def run(config: DictConfig) -> None:
     from relift.task_runner import ReLIFTTaskRunner
     from verl.trainer.main_ppo import run_ppo
 
-    run_ppo(config, task_runner_class=ReLIFTTaskRunner)
-    ray.shutdown()
+    try:
+        run_ppo(config, task_runner_class=ReLIFTTaskRunner)
+    except ray.exceptions.RayTaskError as error:
+        # relift's own stops (grading failed, a save failed) say everything in one line: no Ray traceback.
+        if str(error.cause).startswith("[relift]"):
+            raise SystemExit(str(error.cause)) from None
+        raise
+    finally:
+        ray.shutdown()
 
 
 @hydra.main(config_path="config", config_name="relift_trainer", version_base=None)

@@ -237,8 +237,20 @@ class ReLIFTTrainer(RayPPOTrainer):
             "demos_used": sorted(self.demos_used),
             "best_score": self.best_score,
         }
-        write_text_atomic(self._state_path(folder), json.dumps(state))
-        super()._save_checkpoint()
+        try:
+            write_text_atomic(self._state_path(folder), json.dumps(state))
+            super()._save_checkpoint()
+        except Exception as error:
+            cause = getattr(error, "cause", error)  # a worker's error arrives wrapped in Ray's RayTaskError
+            if not isinstance(cause, OSError):
+                raise
+            tracker = os.path.join(self.config.trainer.default_local_dir, "latest_checkpointed_iteration.txt")
+            latest = open(tracker).read().strip() if os.path.exists(tracker) else None
+            kept = f"global_step_{latest} is still the latest checkpoint and intact" if latest else "no checkpoint was written before"
+            raise RuntimeError(
+                f"[relift] saving the checkpoint of step {self.global_steps} to {folder} failed: {cause}; {kept} "
+                "(veRL marks a checkpoint as the latest only once it is written)"
+            ) from None
 
     def _load_checkpoint(self):
         result = super()._load_checkpoint()

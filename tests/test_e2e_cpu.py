@@ -5,9 +5,11 @@ and supervised updates run. RL then has zero advantage everywhere; with the acto
 weight decay off its updates change nothing, so a parameter change is the supervised update's doing.
 """
 
+import contextlib
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -257,3 +259,48 @@ def test_best_validation_model_is_kept_in_hugging_face_format(tiny, tmp_path):
     model = AutoModelForCausalLM.from_pretrained(best)
     tokenizer = AutoTokenizer.from_pretrained(best)
     assert model.config.vocab_size >= len(tokenizer)
+
+
+@contextlib.contextmanager
+def read_only(path: str):
+    """The folder becomes read-only: a read-only bind mount for root (whom permissions do not stop), else
+    its write permission removed."""
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "--bind", path, path], check=True)
+        try:
+            subprocess.run(["mount", "-o", "remount,bind,ro", path], check=True)
+            yield
+        finally:
+            subprocess.run(["umount", path], check=True)
+    else:
+        os.chmod(path, 0o555)
+        try:
+            yield
+        finally:
+            os.chmod(path, 0o755)
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("mount") is None, reason="needs mount(8) as root")
+def test_a_save_into_a_read_only_folder_fails_clearly_and_keeps_the_previous_checkpoint(tiny, tmp_path):
+    out = str(tmp_path)
+    checkpoints = f"{out}/checkpoints"
+    common = ["trainer.save_freq=1", "relift.sft_trigger_size=4", "relift.sft_micro_batch_size_per_gpu=2"]
+    with open(f"{out}/run.log", "w") as log:
+        driver = subprocess.Popen([sys.executable, "-m", "relift.main", *cpu_overrides(tiny, out, steps=3), *common],
+                                  stdout=log, stderr=subprocess.STDOUT)
+    tracker = f"{checkpoints}/latest_checkpointed_iteration.txt"
+    deadline = time.monotonic() + 600
+    while not (os.path.exists(tracker) and open(tracker).read() == "1"):
+        assert driver.poll() is None and time.monotonic() < deadline, open(f"{out}/run.log").read()[-3000:]
+        time.sleep(0.1)
+    with read_only(checkpoints):
+        assert driver.wait(timeout=600) != 0
+    text = open(f"{out}/run.log").read()
+    assert "[relift] saving the checkpoint of step 2 to" in text, text[-3000:]
+    assert "Read-only file system" in text or "Permission denied" in text
+    assert "global_step_1 is still the latest checkpoint and intact" in text
+
+    # The previous checkpoint loads: step 2 is trained again from it.
+    text = run_main(cpu_overrides(tiny, out, steps=2) + common, f"{out}/metrics.jsonl", f"{out}/resume.log")
+    assert "[relift] resumed buffer of" in text
+    assert [row["step"] for row in read_metrics(f"{out}/metrics.jsonl")] == [2]
