@@ -26,6 +26,7 @@ import json
 import math
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -49,7 +50,12 @@ def _question_id(prompt_ids: list[int]) -> str:
 
 class ReLIFTTrainer(RayPPOTrainer):
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+        with warnings.catch_warnings():
+            # relift subclasses the v0 trainer on purpose (README: the V1 port waits for the veRL upgrade),
+            # and veRL's dataloader calls a torchdata function that torchdata deprecates.
+            warnings.filterwarnings("ignore", message=".*RayPPOTrainer' is deprecated", category=FutureWarning)
+            warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
+            super().__init__(*args, **kwargs)
         self.relift = self.config.relift
         self.buffer = HardQuestionBuffer(capacity=self.relift.buffer_capacity)
         self.counters = {

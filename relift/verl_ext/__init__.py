@@ -6,7 +6,8 @@ only when `trainer.device=cpu`. On GPUs nothing here is loaded: veRL's CUDA plat
 
 - a "cpu" platform (`cpu_platform.PlatformCPU`) in veRL's `PlatformRegistry`;
 - veRL's FSDP language-model engine registered for device "cpu" in its `EngineRegistry`;
-- an "hf" rollout (`hf_rollout`) in veRL's rollout and replica registries.
+- an "hf" rollout (`hf_rollout`) in veRL's rollout and replica registries;
+- no NUMA binding of workers (it asks NVML for a GPU's CPUs).
 """
 
 import warnings
@@ -24,3 +25,9 @@ from . import hf_rollout  # noqa: E402
 
 EngineRegistry.register(model_type="language_model", backend=["fsdp", "fsdp2"], device="cpu")(FSDPEngineWithLMHead)
 hf_rollout.register()
+
+# veRL binds each worker to its GPU's NUMA node through libnuma and NVML and prints a warning per worker
+# where they are missing; a CPU worker has no GPU to bind to.
+import verl.workers.engine_workers  # noqa: E402
+
+verl.workers.engine_workers.set_numa_affinity = lambda: None
