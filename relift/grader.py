@@ -92,36 +92,34 @@ class _Grader:
 
 
 class GraderPool:
-    """Up to `processes` graders, started on demand; a grader that overruns is killed and replaced."""
+    """Up to `processes` graders, started on demand; a grader that overruns is killed and replaced.
+
+    The idle queue holds graders and free slots (None): a caller that gets a free slot starts a grader in
+    it, so one that waits while another's grader is killed is not left waiting for good."""
 
     def __init__(self, processes: int | None = None):
         self.processes = processes
-        self._idle: queue.LifoQueue[_Grader] = queue.LifoQueue()
-        self._started = 0
+        self._idle: queue.LifoQueue[_Grader | None] = queue.LifoQueue()
         self._lock = threading.Lock()
         self._spawner: _Spawner | None = None
 
     def _take(self) -> _Grader:
         with self._lock:
-            if self.processes is None:
-                self.processes = default_processes()
-            if self.processes < 1:
-                raise GraderFailed(f"RELIFT_GRADER_PROCESSES={self.processes}: at least 1 grader process is needed")
             if self._spawner is None:
+                self.processes = default_processes() if self.processes is None else self.processes
+                if self.processes < 1:
+                    raise GraderFailed(f"RELIFT_GRADER_PROCESSES={self.processes}: at least 1 grader process is needed")
                 self._spawner = _Spawner()
-            if self._idle.empty() and self._started < self.processes:
-                self._started += 1
-                try:
-                    return _Grader(self._spawner)
-                except OSError as error:
-                    self._started -= 1
-                    raise GraderFailed(f"cannot start a grader process: {error}") from None
-        return self._idle.get()
-
-    def _drop(self, grader: _Grader) -> None:
-        grader.close()
-        with self._lock:
-            self._started -= 1
+                for _ in range(self.processes):
+                    self._idle.put(None)
+        grader = self._idle.get()
+        if grader is not None:
+            return grader
+        try:
+            return _Grader(self._spawner)
+        except OSError as error:
+            self._idle.put(None)
+            raise GraderFailed(f"cannot start a grader process: {error}") from None
 
     def verify(self, answer: str, ground_truth: str, budget_s: float, timeout_s: float) -> dict:
         """{"correct", "extracted", "status": ok | timeout}; raises GraderFailed, TimeoutError."""
@@ -129,14 +127,11 @@ class GraderPool:
         try:
             reply = grader.ask({"answer": answer, "ground_truth": ground_truth, "budget_s": budget_s}, timeout_s)
         except BaseException:
-            self._drop(grader)
+            grader.close()
+            self._idle.put(None)
             raise
         self._idle.put(grader)
         return reply
-
-    def close(self) -> None:
-        while not self._idle.empty():
-            self._drop(self._idle.get())
 
 
 # ---- the grader process ------------------------------------------------------------------------------

@@ -1,3 +1,4 @@
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import numpy as np
 import psutil
 import pytest
 
+from relift.grader import GraderPool
 from relift.reward import (
     ANSWER_CHARS,
     compute_score,
@@ -117,6 +119,18 @@ def test_grader_that_overruns_the_caller_is_killed_and_replaced():
     assert score("</think> \\boxed{4}", "4") == 1.0
 
 
+def test_a_caller_waiting_for_a_grader_that_gets_killed_is_served():
+    """One grader, two callers: the first one's grader overruns and is killed while the second waits."""
+    pool = GraderPool(processes=1)
+    with concurrent.futures.ThreadPoolExecutor(2) as threads:
+        first = threads.submit(pool.verify, slow(4), "1", budget_s=30.0, timeout_s=0.5)
+        time.sleep(0.1)
+        second = threads.submit(pool.verify, "\\boxed{4}", "4", budget_s=1.0, timeout_s=30.0)
+        with pytest.raises(TimeoutError):
+            first.result(timeout=30)
+        assert second.result(timeout=30)["correct"] is True
+
+
 def test_grader_failure_is_an_error_not_a_wrong_answer():
     code = "from relift.reward import grade; print(grade('math', '</think> \\\\boxed{4}', '4').status)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
@@ -139,7 +153,7 @@ def test_graders_end_with_their_parent():
     code = (
         "import subprocess, threading, time; from relift import reward\n"
         "t = threading.Thread(target=reward.grade_math, args=('\\\\boxed{4}', '4')); t.start(); t.join()\n"
-        "grader = reward._GRADERS._idle.queue[0].process\n"
+        "grader = next(g for g in reward._GRADERS._idle.queue if g is not None).process\n"
         "holder = subprocess.Popen(['sleep', '60'], pass_fds=[grader.stdin.fileno()])\n"
         "print(grader.pid, holder.pid, flush=True); time.sleep(60)\n"
     )
