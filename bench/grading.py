@@ -25,6 +25,8 @@ import pandas as pd
 from relift.data import write_text_atomic
 from relift.reward import compute_score, grade
 
+# As many threads as veRL's reward loop gets from asyncio's default executor.
+THREADS = min(32, (os.cpu_count() or 1) + 4)
 DATASETS = ["math_eval", "relift_valid", "gpqa_diamond", "arc_c"]
 DATASET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dataset")
 
@@ -106,7 +108,7 @@ def main() -> None:
     payloads = list(DEGENERATE.values())
     batch = [distinct(payloads[i % len(payloads)], i) for i in range(args.batch)]
     start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(min(32, (os.cpu_count() or 1) + 4)) as threads:
+    with concurrent.futures.ThreadPoolExecutor(THREADS) as threads:
         results = list(threads.map(lambda payload: compute_score("math", response(payload), "42"), batch))
     batch_seconds = time.perf_counter() - start
     print(f"[grading] {args.batch} degenerate responses: {batch_seconds:.1f} s", flush=True)
@@ -118,7 +120,7 @@ def main() -> None:
             continue
         sample = [distinct(payload, args.batch + i) for i in range(32)]
         start = time.perf_counter()
-        with concurrent.futures.ThreadPoolExecutor(min(32, (os.cpu_count() or 1) + 4)) as threads:
+        with concurrent.futures.ThreadPoolExecutor(THREADS) as threads:
             list(threads.map(lambda text: compute_score("math", response(text), "42"), sample))
         projected = (time.perf_counter() - start) / len(sample) * args.batch
         admitted[kind] = {"projected_s_per_batch": round(projected, 1)}

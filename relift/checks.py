@@ -124,6 +124,15 @@ def resume_state_missing(path: str) -> str:
     )
 
 
+def latest_step(checkpoint_dir: str) -> int | None:
+    """The step of the checkpoint veRL marked as the latest (its tracker file), None before the first."""
+    tracker = os.path.join(checkpoint_dir, "latest_checkpointed_iteration.txt")
+    if not os.path.exists(tracker):
+        return None
+    with open(tracker) as f:
+        return int(f.read())
+
+
 def resume_problem(config: DictConfig) -> str | None:
     """The checkpoint veRL would resume from lacks ReLIFT's state (veRL's tracker file names the folder)."""
     trainer = config.trainer
@@ -132,10 +141,9 @@ def resume_problem(config: DictConfig) -> str | None:
     if trainer.resume_mode == "resume_path":
         folder = trainer.resume_from_path
     else:
-        tracker = os.path.join(trainer.default_local_dir, "latest_checkpointed_iteration.txt")
-        if not os.path.exists(tracker):
+        step = latest_step(trainer.default_local_dir)
+        if step is None:
             return None
-        with open(tracker) as f:
-            folder = os.path.join(trainer.default_local_dir, f"global_step_{int(f.read())}")
+        folder = os.path.join(trainer.default_local_dir, f"global_step_{step}")
     path = os.path.join(folder, STATE_FILE)
     return None if os.path.exists(path) else resume_state_missing(path)

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+from relift.checks import latest_step
 from relift.data import write_atomic, write_text_atomic
 from relift.digit_tasks import DATA_SOURCE, TYPES, build
 
@@ -126,8 +127,9 @@ def train(inputs: dict[str, str], run_dir: str, steps: int, overrides: list[str]
 
 def latest_hf_model(ckpt_dir: str) -> str:
     """The Hugging Face model of the checkpoint veRL marked as the latest."""
-    with open(os.path.join(ckpt_dir, "latest_checkpointed_iteration.txt")) as f:
-        step = int(f.read().strip())
+    step = latest_step(ckpt_dir)
+    if step is None:
+        raise FileNotFoundError(f"{ckpt_dir}: no checkpoint marked as the latest")
     return os.path.join(ckpt_dir, f"global_step_{step}", "actor", "huggingface")
 
 

@@ -37,7 +37,7 @@ from verl.workers.utils.padding import left_right_2_no_padding
 
 from relift import best
 from relift.buffer import HardQuestion, HardQuestionBuffer
-from relift.checks import STATE_FILE, config_problems, resume_state_missing
+from relift.checks import STATE_FILE, config_problems, latest_step, resume_state_missing
 from relift.data import write_text_atomic
 from relift.hardest import group_outcomes
 from relift.reward import grading_health
@@ -250,9 +250,8 @@ class ReLIFTTrainer(RayPPOTrainer):
             cause = getattr(error, "cause", error)  # a worker's error arrives wrapped in Ray's RayTaskError
             if not isinstance(cause, OSError):
                 raise
-            tracker = os.path.join(self.config.trainer.default_local_dir, "latest_checkpointed_iteration.txt")
-            latest = open(tracker).read().strip() if os.path.exists(tracker) else None
-            kept = f"global_step_{latest} is still the latest checkpoint and intact" if latest else "no checkpoint was written before"
+            latest = latest_step(self.config.trainer.default_local_dir)
+            kept = f"global_step_{latest} is still the latest checkpoint and intact" if latest is not None else "no checkpoint was written before"
             raise RuntimeError(
                 f"[relift] saving the checkpoint of step {self.global_steps} to {folder} failed: {cause}; {kept} "
                 "(veRL marks a checkpoint as the latest only once it is written)"
