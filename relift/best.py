@@ -27,6 +27,13 @@ def validation_score(metrics: dict) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def point_link(link: str, target: str) -> None:
+    """Make `link` a symbolic link to `target` (relative to the link's folder), replacing it atomically."""
+    tmp = os.path.join(os.path.dirname(link), f".{os.path.basename(link)}.tmp-{os.getpid()}")
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
 def publish(staged_model: str, run_dir: str, step: int, info: dict) -> str:
     """Move a fully written Hugging Face model folder to `run_dir/best_step_<step>`, point `run_dir/best`
     at it and remove the previous best. Returns the new folder."""
@@ -36,10 +43,7 @@ def publish(staged_model: str, run_dir: str, step: int, info: dict) -> str:
     if os.path.exists(folder):  # the same step validated again after a resume
         shutil.rmtree(folder)
     os.rename(staged_model, folder)
-    link = os.path.join(run_dir, BEST_LINK)
-    tmp = os.path.join(run_dir, f".{BEST_LINK}.tmp-{os.getpid()}")
-    os.symlink(os.path.basename(folder), tmp)
-    os.replace(tmp, link)
+    point_link(os.path.join(run_dir, BEST_LINK), os.path.basename(folder))
     for old in glob.glob(os.path.join(run_dir, "best_step_*")):
         if old != folder:
             shutil.rmtree(old)

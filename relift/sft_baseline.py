@@ -1,8 +1,10 @@
 """SFT-only baseline: veRL's own SFT trainer (`verl.trainer.sft_trainer.SFTTrainer`) on relift's training data.
 
     python -m relift.sft_baseline --train relift_train.parquet --model MODEL_DIR --out RUN_DIR \\
-        --steps N --batch-size B --lr LR [--save-freq K] [--device cpu] [hydra overrides of sft_trainer_engine ...]
+        (--steps N | --epochs E) --batch-size B --lr LR [--lr-scheduler cosine --warmup-ratio R] \\
+        [--save-freq K|after_each_epoch] [--device cpu] [--dry-run --world-size W] [hydra overrides ...]
     torchrun --nproc-per-node 8 -m relift.sft_baseline ...   # on GPUs, unchanged
+    bash examples/qwen2.5-math-7b-sft-baseline.sh               # the paper's SFT-only run
 
 The baseline that ReLIFT is compared with is plain supervised fine-tuning on the same demonstrations, so
 it is veRL's trainer and config (`sft_trainer_engine.yaml`), not relift's code. This module only
@@ -19,16 +21,25 @@ it is veRL's trainer and config (`sft_trainer_engine.yaml`), not relift's code. 
   veRL's `initialize_global_process_group` asks for "cpu:gloo,cpu:gloo", which torch rejects. So it calls
   `SFTTrainer(config).fit()` rather than `run_sft`.
 
-The HF model of every saved step is in RUN_DIR/checkpoints/global_step_K/huggingface.
+Before any model is built, every row must fit `--max-length` (veRL would stop mid-epoch at the first
+that does not), the batch must split over the ranks, and veRL's own config classes must accept the
+composition; `--dry-run` stops there and prints the plan (rows, steps, schedule).
+
+The HF model of every saved step is in RUN_DIR/checkpoints/global_step_K/huggingface, and RUN_DIR/final
+links to the last one.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import json
+import logging
 import os
 import socket
 import sys
+import tempfile
+import warnings
 
 CHECK_ROWS = 8
 
@@ -108,6 +119,8 @@ def free_port() -> int:
 
 
 def overrides(args, data: str) -> list[str]:
+    length = [f"trainer.total_training_steps={args.steps}", f"trainer.total_epochs={args.steps}"] if args.steps else [
+        "trainer.total_training_steps=null", f"trainer.total_epochs={args.epochs}"]
     common = [
         f"model.path={args.model}",
         f"data.train_files={data}",
@@ -117,11 +130,11 @@ def overrides(args, data: str) -> list[str]:
         "data.custom_cls.path=pkg://relift.sft_baseline",
         "data.custom_cls.name=DemonstrationSFTDataset",
         f"optim.lr={args.lr}",
-        "optim.lr_scheduler_type=constant",
-        "optim.lr_warmup_steps=0",
-        f"trainer.total_training_steps={args.steps}",
-        # An upper bound: fit() returns after total_training_steps.
-        f"trainer.total_epochs={args.steps}",
+        f"optim.lr_scheduler_type={args.lr_scheduler}",
+        "optim.lr_warmup_steps=-1",  # -1: veRL takes lr_warmup_steps_ratio of the total steps
+        f"optim.lr_warmup_steps_ratio={args.warmup_ratio}",
+        # With --steps, total_epochs is an upper bound: fit() returns after total_training_steps.
+        *length,
         f"trainer.save_freq={args.save_freq}",
         f"trainer.default_local_dir={os.path.join(args.out, 'checkpoints')}",
         "trainer.project_name=relift-sft-baseline",
@@ -145,20 +158,112 @@ def overrides(args, data: str) -> list[str]:
     return common + (cpu if args.device == "cpu" else []) + args.overrides
 
 
+def too_long(train: str, tokenizer, max_length: int) -> str | None:
+    """The first row whose prompt + demonstration + EOS exceeds max_length, as one line; None if all fit."""
+    import pandas as pd
+
+    frame = pd.read_parquet(train, columns=["prompt", "target"])
+    prompts, demonstrations = zip(*[(r, d) for _, r, d in rendered_pairs(frame, tokenizer)], strict=True)
+    lengths = [len(p) + len(d) + 1 for p, d in zip(tokenizer(list(prompts), add_special_tokens=False)["input_ids"],
+                                                     tokenizer(list(demonstrations), add_special_tokens=False)["input_ids"],
+                                                     strict=True)]
+    over = [i for i, n in enumerate(lengths) if n > max_length]
+    if not over:
+        return None
+    return (f"{train}: row {over[0]}, field target: prompt + demonstration is {lengths[over[0]]} tokens, over "
+            f"--max-length {max_length} ({len(over)} of {len(lengths)} rows are); --max-length {max(lengths)} fits "
+            f"every row, or drop long rows when preparing the data")
+
+
+def steps_per_epoch(rows: int, batch_size: int, world_size: int) -> int:
+    """As veRL's SFT dataloader: each rank drops its last rows (DistributedSampler and loader drop_last)."""
+    return (rows // world_size) // (batch_size // world_size)
+
+
+def prepare(args, data: str, tokenizer):
+    """Every check that needs no model weights nor process group; returns (veRL config, plan lines)."""
+    from hydra import compose, initialize_config_module
+
+    from verl.trainer.sft_trainer import create_sft_dataset
+    from verl.utils.config import omega_conf_to_dataclass
+
+    if not os.path.exists(os.path.join(args.model, "config.json")):
+        raise SystemExit(f"[sft_baseline] --model {args.model}: no Hugging Face model there (no config.json)")
+    with open(os.path.join(args.model, "config.json")) as f:
+        positions = json.load(f).get("max_position_embeddings")
+    if positions and args.max_length > positions:
+        raise SystemExit(f"[sft_baseline] --max-length {args.max_length} is over the model's max_position_embeddings "
+                         f"{positions} ({args.model}/config.json): use --max-length {positions}, or a longer-context "
+                         f"model (examples/prepare_model.py --context)")
+    if args.batch_size % args.world_size:
+        raise SystemExit(f"[sft_baseline] --batch-size {args.batch_size} does not split over {args.world_size} ranks; "
+                         f"use a multiple of {args.world_size}")
+    rows = convert(args.train, data, tokenizer)
+    per_epoch = steps_per_epoch(rows, args.batch_size, args.world_size)
+    if per_epoch == 0:
+        raise SystemExit(f"[sft_baseline] {args.train}: {rows} rows make no batch of --batch-size {args.batch_size}")
+    problem = too_long(args.train, tokenizer, args.max_length)
+    if problem:
+        raise SystemExit(f"[sft_baseline] {problem}")
+
+    with initialize_config_module("verl.trainer.config", version_base=None):
+        config = compose("sft_trainer_engine", overrides=overrides(args, data))
+    for section in ("model", "engine", "optim", "checkpoint"):  # what SFTTrainer builds first
+        omega_conf_to_dataclass(config[section])
+    check_layout(create_sft_dataset(data, config.data, tokenizer, None), args.train, tokenizer)
+
+    total = args.steps or per_epoch * args.epochs
+    warmup = int(total * args.warmup_ratio)
+    plan = [
+        f"{args.train}: {rows} demonstrations, all within {args.max_length} tokens",
+        f"{args.world_size} rank(s), batch {args.batch_size} ({args.batch_size // args.world_size} per rank), "
+        f"{per_epoch} steps per epoch, {total} steps"
+        + (f" ({args.epochs} epochs)" if args.epochs else f" ({total / per_epoch:.2f} epochs)"),
+        f"lr {args.lr:g}, {args.lr_scheduler} schedule, {warmup} warm-up steps; saves: {args.save_freq} and the last step",
+        f"HF models -> {config.trainer.default_local_dir}/global_step_K/huggingface, {args.out}/final -> the last",
+    ]
+    return config, plan
+
+
+def link_final(out: str, checkpoints: str) -> str:
+    """Point OUT/final at the last saved HF model (atomically), check it loads; returns its folder."""
+    from transformers import AutoModelForCausalLM
+
+    from relift.best import point_link
+
+    saved = glob.glob(os.path.join(checkpoints, "global_step_*", "huggingface"))
+    saved.sort(key=lambda path: int(os.path.basename(os.path.dirname(path))[len("global_step_") :]))
+    for path in saved:
+        print(f"[sft_baseline] HF model: {path}")
+    AutoModelForCausalLM.from_pretrained(saved[-1])
+    point_link(os.path.join(out, "final"), os.path.relpath(saved[-1], out))
+    print(f"[sft_baseline] final HF model loads: {saved[-1]} ({os.path.join(out, 'final')})")
+    return saved[-1]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train", required=True, help="relift training parquet (prompt, target)")
     parser.add_argument("--model", required=True)
     parser.add_argument("--out", required=True, help="run directory")
-    parser.add_argument("--steps", type=int, required=True)
-    parser.add_argument("--batch-size", type=int, required=True)
+    length = parser.add_mutually_exclusive_group(required=True)
+    length.add_argument("--steps", type=int, help="optimizer steps")
+    length.add_argument("--epochs", type=int, help="passes over the data")
+    parser.add_argument("--batch-size", type=int, required=True, help="demonstrations per optimizer step, all ranks")
     parser.add_argument("--lr", type=float, required=True)
-    parser.add_argument("--save-freq", type=int, default=-1, help="also save every K steps (the last is saved)")
-    parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument("--lr-scheduler", choices=["constant", "cosine"], default="constant")
+    parser.add_argument("--warmup-ratio", type=float, default=0.0, help="share of the steps with linear warm-up")
+    parser.add_argument("--save-freq", default="-1", help="also save every K steps, or after_each_epoch")
+    parser.add_argument("--max-length", type=int, default=1024, help="prompt + demonstration + EOS tokens")
     parser.add_argument("--device", default="cuda", help="cpu, or veRL's device (cuda, npu)")
+    parser.add_argument("--dry-run", action="store_true", help="check configuration and data, print the plan, stop")
+    parser.add_argument("--world-size", type=int, default=int(os.environ.get("WORLD_SIZE", "1")),
+                        help="ranks to plan for (default: torchrun's WORLD_SIZE)")
     parser.add_argument("overrides", nargs="*", help="hydra overrides of verl's sft_trainer_engine config")
     args = parser.parse_args(argv)
     args.out = os.path.abspath(args.out)
+    if not 0 <= args.warmup_ratio < 1:
+        parser.error(f"--warmup-ratio {args.warmup_ratio}: must be in [0, 1), e.g. 0.1")
     sys.stdout.reconfigure(line_buffering=True)
 
     if args.device == "cpu":
@@ -169,45 +274,49 @@ def main(argv: list[str] | None = None) -> None:
         for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
             os.environ.setdefault(key, value)
         os.environ.setdefault("MASTER_PORT", str(free_port()))
+
+    # veRL lists the optional engines it lacks (torchtitan, megatron, ...); relift uses FSDP.
+    warnings.filterwarnings("ignore", message=".* engine is not available")
+    if args.dry_run:  # planned for GPUs, maybe checked on a machine without one: that is no news
+        logging.getLogger("verl.plugin.platform.platform_manager").addFilter(lambda r: r.levelno >= logging.ERROR)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    if args.dry_run:
+        with tempfile.TemporaryDirectory() as scratch:
+            _, plan = prepare(args, os.path.join(scratch, "sft_data.parquet"), tokenizer)
+        for line in plan:
+            print(f"[sft_baseline] {line}")
+        print("[sft_baseline] dry run: configuration and data valid; nothing started")
+        return
+
     os.makedirs(args.out, exist_ok=True)
     os.environ.setdefault("VERL_FILE_LOGGER_PATH", os.path.join(args.out, "metrics.jsonl"))
+    # Every rank writes the same file, atomically, and reads a complete one.
+    data = os.path.join(args.out, "sft_data.parquet")
+    config, plan = prepare(args, data, tokenizer)
+    plan.insert(1, f"veRL's messages rows: {data}")
+    for line in plan:
+        print(f"[sft_baseline] {line}")
 
     import torch
-    from hydra import compose, initialize_config_module
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from verl.trainer.sft_trainer import SFTTrainer
     from verl.utils.device import auto_set_device
     from verl.utils.distributed import destroy_global_process_group, initialize_global_process_group
 
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    data = os.path.join(args.out, "sft_data.parquet")
-    # Every rank writes the same file, atomically, and reads a complete one.
-    rows = convert(args.train, data, tokenizer)
-    print(f"[sft_baseline] {args.train}: {rows} rows -> {data}")
-
-    with initialize_config_module("verl.trainer.config", version_base=None):
-        config = compose("sft_trainer_engine", overrides=overrides(args, data))
     auto_set_device(config)
-
     if args.device == "cpu":
         torch.distributed.init_process_group(backend="gloo")
     else:
         initialize_global_process_group()
     try:
-        trainer = SFTTrainer(config)
-        check_layout(trainer.train_dataset, args.train, tokenizer)
-        trainer.fit()
+        SFTTrainer(config).fit()
     finally:
         destroy_global_process_group()
 
     if int(os.environ.get("RANK", "0")) == 0:
-        saved = glob.glob(os.path.join(config.trainer.default_local_dir, "global_step_*", "huggingface"))
-        saved.sort(key=lambda path: int(os.path.basename(os.path.dirname(path))[len("global_step_") :]))
-        for path in saved:
-            print(f"[sft_baseline] HF model: {path}")
-        AutoModelForCausalLM.from_pretrained(saved[-1])
-        print(f"[sft_baseline] final HF model loads: {saved[-1]}")
+        link_final(args.out, config.trainer.default_local_dir)
 
 
 if __name__ == "__main__":

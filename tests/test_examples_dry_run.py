@@ -13,7 +13,7 @@ from relift.digit_tasks import build
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = sorted(
     path for path in glob.glob(os.path.join(REPO, "examples", "*.sh"))
-    if not os.path.basename(path).startswith(("ray_", "run_relift", "gpu_smoke"))
+    if not os.path.basename(path).startswith(("ray_", "run_relift", "gpu_smoke")) and "sft-baseline" not in path
 )
 
 
@@ -24,6 +24,16 @@ def inputs(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "relift.tiny_model", "--data", paths["train"], "--out", str(root / "model"),
                     "--hidden", "32"], check=True, capture_output=True)
     return {"MODEL": str(root / "model"), "TRAIN_FILES": paths["train"], "VAL_FILES": paths["val"]}
+
+
+@pytest.fixture(scope="module")
+def long_context_model(inputs, tmp_path_factory):
+    """The tiny model with the 16,384 positions that examples/prepare_model.py gives Qwen2.5-Math."""
+    out = str(tmp_path_factory.mktemp("dry_run_16k") / "model")
+    subprocess.run([sys.executable, os.path.join(REPO, "examples", "prepare_model.py"), "--base", inputs["MODEL"],
+                    "--out", out, "--context", "16384", "--rope-theta", "40000", "--data", inputs["TRAIN_FILES"]],
+                   check=True, capture_output=True)
+    return out
 
 
 def dry_run(script: str, **env: str) -> subprocess.CompletedProcess:
@@ -62,3 +72,20 @@ def test_two_nodes_needs_the_cluster_address(inputs):
                             capture_output=True, text=True, env={**env, **inputs, "DRY_RUN": "1"}, timeout=120)
     assert result.returncode != 0
     assert "set RAY_ADDRESS to address:port of the Ray head" in result.stderr
+
+
+def test_sft_baseline_dry_run(inputs, long_context_model):
+    """The SFT-only example: the paper's 3 epochs at LUFFY's batch 64 and lr 5e-5 over 8 GPUs, every row
+    within 16,384 tokens; the model's context is checked (the tiny model's own 2,048 is refused)."""
+    script = os.path.join(REPO, "examples", "qwen2.5-math-7b-sft-baseline.sh")
+    result = dry_run(script, **{**inputs, "MODEL": long_context_model})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "8 rank(s), batch 64 (8 per rank), 4 steps per epoch, 12 steps (3 epochs)" in output
+    assert "lr 5e-05, cosine schedule, 1 warm-up steps; saves: after_each_epoch and the last step" in output
+    assert "[sft_baseline] dry run: configuration and data valid; nothing started" in output
+    assert "Warning" not in output and "Traceback" not in output
+
+    short = dry_run(script, **inputs)
+    assert short.returncode != 0
+    assert "--max-length 16384 is over the model's max_position_embeddings 2048" in short.stderr
