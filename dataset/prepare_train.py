@@ -37,6 +37,8 @@ from relift.data import (  # noqa: E402
     write_parquet_atomic,
     write_text_atomic,
 )
+from relift.reward import last_boxed  # noqa: E402
+from relift.teacher import TeacherUnavailable  # noqa: E402
 from relift.sft import demonstration_text  # noqa: E402
 
 HF_DATASET = "Elliott/Openr1-Math-46k-8192"
@@ -56,22 +58,6 @@ SYSTEM_PROMPT = (
 
 class SourceUnavailable(RuntimeError):
     pass
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} in text, braces balanced."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, i = 0, start + len("\\boxed")
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : j]
-    return None
 
 
 def to_schema(record: dict, index: int, source: str, system_prompt: str) -> dict:
@@ -147,7 +133,7 @@ def prepare(args) -> dict:
             except DataRowError as error:
                 found = (error.field, error.problem)
             else:
-                found = row_problem(row, require_target=not args.allow_missing_target)
+                found = row_problem(row, require_target=not (args.allow_missing_target or args.teacher_endpoint))
             if found:
                 field, problem = found
                 if not args.skip_bad:
@@ -175,6 +161,8 @@ def prepare(args) -> dict:
         kept = pd.DataFrame(kept).sample(frac=1.0, random_state=args.seed).to_dict("records") if kept else kept
     if args.max_rows is not None:
         kept = kept[: args.max_rows]
+    if args.teacher_endpoint:
+        kept = teach(args, kept, tokenizer, counts)
     if not kept:
         raise DataFileError(args.output, "no valid rows to write")
     for i, row in enumerate(kept):
@@ -186,6 +174,38 @@ def prepare(args) -> dict:
         write_text_atomic(rejects_path, "".join(json.dumps(r, default=str) + "\n" for r in rejects))
         counts["rejects file"] = rejects_path
     return dict(counts)
+
+
+def teach(args, rows: list[dict], tokenizer, counts: Counter) -> list[dict]:
+    """Fill missing demonstrations from the teacher (relift.teacher); rows left without one are kept for
+    RL only or dropped (--without-demo)."""
+    from tqdm import tqdm
+
+    from relift.teacher import Teacher, TeacherConfig, summary_counts
+
+    config = TeacherConfig(
+        base_url=args.teacher_endpoint, model=args.teacher_model or "", api_key_env=args.teacher_api_key_env,
+        cache=args.teacher_cache or os.path.splitext(args.output)[0] + ".teacher_cache.jsonl",
+        concurrency=args.teacher_concurrency, timeout_s=args.teacher_timeout, max_retries=args.teacher_retries,
+        max_tokens=args.teacher_max_tokens, temperature=args.teacher_temperature, attempts=args.teacher_attempts,
+        request_budget=args.teacher_budget, max_target_len=args.max_target_len if tokenizer is not None else None)
+    count_tokens = (lambda text: len(tokenizer.encode(text, add_special_tokens=False))) if tokenizer is not None else None
+    teacher = Teacher(config, count_tokens)
+    missing = [row for row in rows if demonstration_text(as_list(row.get("target"))) is None]
+    futures = [teacher.submit(as_list(row["prompt"]), str(row["reward_model"]["ground_truth"]), row["data_source"])
+               for row in missing]
+    answers = [future.result() for future in tqdm(futures, desc="teacher", unit="question", file=sys.stderr)]
+    for row, answer in zip(missing, answers, strict=True):
+        if answer.status == "verified":
+            row["target"] = [{"role": "assistant", "content": answer.demonstration}]
+    for key, value in summary_counts(answers).items():
+        counts[f"teacher: {key}"] = value
+    counts["teacher: cache file"] = config.cache
+    if args.without_demo == "drop":
+        dropped = [row for row in rows if demonstration_text(as_list(row.get("target"))) is None]
+        counts["dropped: no verified demonstration (--without-demo drop)"] = len(dropped)
+        rows = [row for row in rows if demonstration_text(as_list(row.get("target"))) is not None]
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,10 +222,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-missing-target", action="store_true", help="keep rows without a demonstration")
     parser.add_argument("--skip-bad", action="store_true", help="write bad rows to a rejects file instead of failing")
     parser.add_argument("--rejects", help="rejects file (default: <output>.rejects.jsonl)")
+    teacher = parser.add_argument_group("teacher", "fill missing demonstrations from an OpenAI-compatible endpoint "
+                                        "(relift/teacher.py); only replies graded correct are kept")
+    teacher.add_argument("--teacher-endpoint", help="base URL, e.g. http://127.0.0.1:8000/v1")
+    teacher.add_argument("--teacher-model", help="the served model's name")
+    teacher.add_argument("--teacher-api-key-env", default="OPENAI_API_KEY", help="environment variable with the key")
+    teacher.add_argument("--teacher-cache", help="default: <output>.teacher_cache.jsonl")
+    teacher.add_argument("--teacher-concurrency", type=int, default=8)
+    teacher.add_argument("--teacher-attempts", type=int, default=1, help="replies asked per question until one verifies")
+    teacher.add_argument("--teacher-max-tokens", type=int, default=8192)
+    teacher.add_argument("--teacher-temperature", type=float, default=0.6)
+    teacher.add_argument("--teacher-timeout", type=float, default=600.0, help="seconds per request")
+    teacher.add_argument("--teacher-retries", type=int, default=4, help="on 429, 5xx, timeouts, dropped connections")
+    teacher.add_argument("--teacher-budget", type=int, help="at most this many HTTP requests")
+    teacher.add_argument("--without-demo", choices=["drop", "keep"], default="drop",
+                         help="rows still without a demonstration: drop, or keep for RL only "
+                              "(train with relift.require_demonstrations=false)")
     args = parser.parse_args(argv)
+    if args.teacher_endpoint and not args.teacher_model:
+        parser.error("--teacher-endpoint needs --teacher-model, the served model's name")
     try:
         summary = prepare(args)
-    except (SourceUnavailable, DataFileError, DataRowError) as error:
+    except (SourceUnavailable, DataFileError, DataRowError, TeacherUnavailable, ValueError) as error:
         print(f"prepare_train: error: {error}", file=sys.stderr)
         return 2
     for key, value in summary.items():

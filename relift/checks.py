@@ -36,7 +36,22 @@ def config_problems(config: DictConfig) -> list[str]:
         problems += _rl_micro_batch_problems(config, world)
     if config.relift.enable:
         problems += _supervised_problems(config, world)
+    if config.relift.teacher.enable:
+        problems += _teacher_problems(config)
     return problems
+
+
+def _teacher_problems(config: DictConfig) -> list[str]:
+    from relift.teacher import config_from
+
+    if not config.relift.enable:
+        return ["relift.teacher.enable=true with relift.enable=false: the teacher's demonstrations feed the "
+                "supervised updates; set relift.enable=true or relift.teacher.enable=false"]
+    try:
+        teacher = config_from(config.relift.teacher)
+    except TypeError as error:
+        return [f"relift.teacher: {error}"]
+    return [f"relift.teacher.{problem}" for problem in teacher.problems()]
 
 
 def _rl_micro_batch_problems(config: DictConfig, world: int) -> list[str]:

@@ -35,7 +35,8 @@ def validate_training_data(config: DictConfig) -> int:
     files = config.data.train_files
     total = 0
     for path in [files] if isinstance(files, str) else files:
-        rows = validate_file(path, require_target=config.relift.enable and config.relift.require_demonstrations)
+        require_target = config.relift.enable and config.relift.require_demonstrations and not config.relift.teacher.enable
+        rows = validate_file(path, require_target=require_target)
         print(f"[relift] {path}: {rows} rows valid")
         total += rows
     # veRL's dataloader drops the last partial batch and stops after total_epochs: asking for more steps

@@ -94,6 +94,20 @@ def extract_choice(answer_text: str, numeric: bool = False) -> str | None:
     return None
 
 
+def last_boxed(text: str) -> str | None:
+    """Content of the last `\\boxed{...}` in text, braces balanced; None if there is none or it does not close."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    opening = start + len("\\boxed")
+    depth = 0
+    for end in range(opening, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[end], 0)
+        if depth == 0:
+            return text[opening + 1 : end]
+    return None
+
+
 def graded_slice(answer_text: str) -> str | None:
     """What math-verify sees: the last `\\boxed{...}` with its braces, else the last ANSWER_CHARS characters.
     None when the last boxed answer does not close within ANSWER_CHARS characters."""

@@ -12,8 +12,13 @@ Only a few hooks of `RayPPOTrainer` are overridden; `fit()` is veRL's own:
   `max_sft_updates_per_step`);
 - `_validate`: after veRL's validation, keep the model in Hugging Face format when its score is the best
   so far (`relift.best`);
-- `_save_checkpoint` / `_load_checkpoint`: the buffer and ReLIFT's counters travel with the checkpoint
-  (the second optimizer's state is saved by the workers, see `relift.workers`).
+- `_save_checkpoint` / `_load_checkpoint`: the buffer, ReLIFT's counters and the questions pending at the
+  teacher travel with the checkpoint (the second optimizer's state is saved by the workers, see
+  `relift.workers`).
+
+With `relift.teacher.enable`, hardest questions without a demonstration are sent to the teacher in the
+background (`relift.teacher.TeacherQueue`); verified replies enter the buffer at the first step after
+they arrive.
 
 With `relift.enable=false` nothing of the above runs but the grading check, and the trainer is exactly
 veRL's GRPO.
@@ -42,6 +47,7 @@ from relift.data import write_text_atomic
 from relift.hardest import group_outcomes
 from relift.reward import grading_health
 from relift.sft import build_sft_batch, demonstration_text, strip_think_prefix
+from relift.teacher import Teacher, TeacherQueue, TeacherUnavailable, config_from
 
 
 def _question_id(prompt_ids: list[int]) -> str:
@@ -66,6 +72,11 @@ class ReLIFTTrainer(RayPPOTrainer):
         }
         self.demos_used: set[str] = set()
         self.best_score: float | None = None
+        self.teacher: TeacherQueue | None = None
+        if self.relift.enable and self.relift.teacher.enable:
+            config = config_from(self.relift.teacher)
+            config.max_target_len = self.relift.max_target_len
+            self.teacher = TeacherQueue(Teacher(config, lambda text: len(self.tokenizer.encode(text, add_special_tokens=False))))
         # relift.main checks before Ray starts; a trainer built another way checks here.
         problems = config_problems(self.config)
         if problems:
@@ -88,6 +99,8 @@ class ReLIFTTrainer(RayPPOTrainer):
         gen_batch = super()._get_gen_batch(batch)
         if "target" in gen_batch.non_tensor_batch:
             batch.non_tensor_batch["target"] = gen_batch.non_tensor_batch.pop("target")
+        if self.teacher is not None:  # the question's messages, for the teacher; the rollout keeps its own
+            batch.non_tensor_batch["relift_question"] = gen_batch.non_tensor_batch["raw_prompt"].copy()
         return gen_batch
 
     def _update_actor(self, batch: DataProto) -> DataProto:
@@ -116,18 +129,26 @@ class ReLIFTTrainer(RayPPOTrainer):
         without_demo = 0
         for row in outcome.hardest_rows:
             demonstration = demonstration_text(non_tensor["target"][row]) if "target" in non_tensor else None
+            prompt_ids = self._prompt_ids(batch, row)
             if demonstration is None:
                 without_demo += 1
+                if self.teacher is not None:
+                    self.teacher.ask(_question_id(prompt_ids), {
+                        "prompt_ids": prompt_ids,
+                        "messages": [{"role": m["role"], "content": m["content"]} for m in non_tensor["relift_question"][row]],
+                        "ground_truth": str(non_tensor["reward_model"][row]["ground_truth"]),
+                        "data_source": str(non_tensor["data_source"][row]),
+                    })
                 continue
-            prompt_ids = self._prompt_ids(batch, row)
-            rendered = self.tokenizer.decode(prompt_ids, skip_special_tokens=False)
-            self.buffer.push(
-                HardQuestion(
-                    question_id=_question_id(prompt_ids),
-                    prompt_ids=prompt_ids,
-                    demonstration=strip_think_prefix(rendered, demonstration),
-                )
-            )
+            self._buffer_demonstration(_question_id(prompt_ids), prompt_ids, demonstration)
+        teacher_metrics = {}
+        if self.teacher is not None:  # replies that arrived since the last step, asked at this one or before
+            try:
+                taught, teacher_metrics = self.teacher.harvest()
+            except TeacherUnavailable as error:
+                raise RuntimeError(f"[relift] step {self.global_steps}: {error}") from None
+            for question_id, info, answer in taught:
+                self._buffer_demonstration(question_id, info["prompt_ids"], answer.demonstration)
         self.counters["hardest_seen"] += len(outcome.hardest_rows)
         self.counters["hardest_without_demo"] += without_demo
 
@@ -159,8 +180,14 @@ class ReLIFTTrainer(RayPPOTrainer):
                 "relift/demos_truncated": self.counters["demos_truncated"],
             }
         )
+        metrics.update(teacher_metrics)
         self._print_progress(batch, metrics)
         return metrics
+
+    def _buffer_demonstration(self, question_id: str, prompt_ids: list[int], demonstration: str) -> None:
+        rendered = self.tokenizer.decode(prompt_ids, skip_special_tokens=False)
+        self.buffer.push(HardQuestion(question_id=question_id, prompt_ids=prompt_ids,
+                                      demonstration=strip_think_prefix(rendered, demonstration)))
 
     @staticmethod
     def _prompt_ids(batch: DataProto, row: int) -> list[int]:
@@ -214,6 +241,9 @@ class ReLIFTTrainer(RayPPOTrainer):
         )
         if not math.isnan(metrics["relift/sft_loss"]):
             line += f" | sft nll {metrics['relift/sft_loss']:.3f} in {metrics['timing_s/relift_sft']:.1f}s"
+        if "teacher/pending" in metrics:
+            line += (f" | teacher {metrics['teacher/verified']}/{metrics['teacher/answered']} verified, "
+                     f"{metrics['teacher/pending']} pending")
         print(line, flush=True)
 
     def _validate(self, *args, **kwargs):
@@ -242,6 +272,7 @@ class ReLIFTTrainer(RayPPOTrainer):
             "counters": self.counters,
             "demos_used": sorted(self.demos_used),
             "best_score": self.best_score,
+            "teacher": self.teacher.state_dict() if self.teacher is not None else None,
         }
         try:
             write_text_atomic(self._state_path(folder), json.dumps(state))
@@ -274,6 +305,9 @@ class ReLIFTTrainer(RayPPOTrainer):
             self.demos_used = set(state["demos_used"])
             self.best_score = state.get("best_score")
             print(f"[relift] resumed buffer of {len(self.buffer)} questions and counters {self.counters}")
+            if self.teacher is not None and state.get("teacher"):
+                self.teacher.load_state_dict(state["teacher"])
+                print(f"[relift] asked the teacher again for {len(self.teacher.pending)} pending questions")
         elif self.relift.enable and not self.relift.resume_without_state:
             raise FileNotFoundError(resume_state_missing(path))  # relift.main checks this before Ray starts
         elif self.relift.enable:

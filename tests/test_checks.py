@@ -62,6 +62,14 @@ def test_shipped_configurations_pass(overrides):
         # Measured: torch's FSDP1 refuses CPU weights ("requires them to be on GPU") when the workers start.
         (("device=cpu", "actor_rollout_ref.actor.strategy=fsdp"),
          "actor_rollout_ref.actor.strategy=fsdp cannot run with trainer.device=cpu"),
+        (("relift.teacher.enable=true", "relift.teacher.model=m"),
+         "relift.teacher.base_url=None: an http(s) URL, e.g. http://127.0.0.1:8000/v1"),
+        (("relift.teacher.enable=true", "relift.teacher.base_url=http://127.0.0.1:8000/v1"),
+         "relift.teacher.model is empty: the served model's name"),
+        (("relift.teacher.enable=true", "relift.teacher.base_url=http://h/v1", "relift.teacher.model=m",
+          "relift.teacher.attempts=0"), "relift.teacher.attempts=0: at least 1"),
+        (("relift.teacher.enable=true", "relift.teacher.base_url=http://h/v1", "relift.teacher.model=m",
+          "relift.enable=false"), "relift.teacher.enable=true with relift.enable=false"),
     ],
 )
 def test_each_problem_is_one_line_with_keys_values_and_a_fix(overrides, expected):

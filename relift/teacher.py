@@ -1,0 +1,384 @@
+"""Demonstrations from a teacher model behind any OpenAI-compatible chat endpoint, verified before use.
+
+    teacher = Teacher(TeacherConfig(base_url="http://127.0.0.1:8000/v1", model="Qwen/QwQ-32B",
+                                    cache="teacher_cache.jsonl"), count_tokens=len_in_tokens)
+    answer = teacher.ask(messages, ground_truth, data_source)          # blocking
+    future = teacher.submit(messages, ground_truth, data_source)       # background, at most `concurrency`
+
+A question the policy never solves and that has no worked solution gets one from the teacher: up to
+`attempts` replies, each normalised to the training layout (`<think>\\n...\\n</think>\\n\\n` then an answer
+with a final `\\boxed{}`) and graded by relift's own reward against the row's ground truth. Only a reply
+that grades correct and fits `max_target_len` tokens with its EOS becomes a demonstration.
+
+Requests: 429, 5xx, timeouts, dropped connections and malformed replies are retried with exponential
+backoff and jitter (`max_retries`); other 4xx are not (401/403 stop: the key is wrong). Every HTTP request
+counts against `request_budget` per Teacher (per run); past it, questions fail without a request.
+
+Cache: one JSON line per answered question, keyed by (teacher model, question messages), appended,
+flushed and fsynced under a file lock, so that the offline and online paths and concurrent processes share
+it and a `kill -9` loses at most the line being written (a torn last line is skipped on load). Verified,
+unverified (every attempt graded wrong) and too-long outcomes are cached: a question is paid for once.
+Failures (network, budget) are not, and are asked again later.
+
+The API key is read from the environment variable `api_key_env` when the client is built; it is not
+part of the config, the cache, the metrics or any file relift writes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from relift.reward import THINK_CLOSE, grade, last_boxed
+
+THINK_OPEN = "<think>"
+# Cached outcomes: the teacher answered. Not cached: "failed" (no answer: network, budget).
+CACHED = ("verified", "unverified", "too_long")
+
+
+@dataclass
+class TeacherConfig:
+    base_url: str
+    model: str
+    cache: str
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    timeout_s: float = 600.0
+    max_retries: int = 4
+    backoff_s: float = 2.0
+    max_tokens: int = 8192
+    temperature: float = 0.6
+    attempts: int = 1
+    request_budget: int | None = None
+    max_target_len: int | None = None
+
+    def problems(self) -> list[str]:
+        """Config keys whose values cannot work, each with a value that does."""
+        found = []
+        if not str(self.base_url or "").startswith(("http://", "https://")):
+            found.append(f"base_url={self.base_url!r}: an http(s) URL, e.g. http://127.0.0.1:8000/v1")
+        if not self.model:
+            found.append("model is empty: the served model's name, e.g. Qwen/QwQ-32B")
+        if not self.cache:
+            found.append("cache is empty: a file path, e.g. teacher_cache.jsonl")
+        for name, low in (("concurrency", 1), ("attempts", 1), ("max_tokens", 1), ("max_retries", 0)):
+            if int(getattr(self, name)) < low:
+                found.append(f"{name}={getattr(self, name)}: at least {low}")
+        for name in ("timeout_s", "backoff_s"):
+            if float(getattr(self, name)) <= 0:
+                found.append(f"{name}={getattr(self, name)}: a positive number of seconds")
+        if self.request_budget is not None and int(self.request_budget) < 0:
+            found.append(f"request_budget={self.request_budget}: null (no limit) or >= 0")
+        return found
+
+
+@dataclass
+class Answer:
+    """What the teacher gave for one question. status: verified, unverified, too_long or failed."""
+
+    status: str
+    demonstration: str | None = None
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    cached: bool = False
+    error: str | None = None
+
+
+def question_key(model: str, messages: list[dict]) -> str:
+    question = [{"role": m["role"], "content": m["content"]} for m in messages]
+    return hashlib.sha256(json.dumps([model, question], sort_keys=True).encode()).hexdigest()
+
+
+def normalise(content: str | None, reasoning: str | None = None) -> str | None:
+    """A teacher's reply as a training demonstration: `<think>\\n{reasoning}\\n</think>\\n\\n{answer}` whose
+    answer holds a final `\\boxed{}`. The reasoning comes from the server's separate reasoning field, or
+    the reply's own think block, or is the whole reply when it has none. None: no boxed answer anywhere."""
+    content = (content or "").strip()
+    if reasoning and reasoning.strip():
+        thought, answer = reasoning.strip(), content
+    elif THINK_CLOSE in content:
+        thought, answer = content.split(THINK_CLOSE, 1)
+        thought = thought.strip().removeprefix(THINK_OPEN).strip()
+        answer = answer.strip()
+    else:
+        thought, answer = content, ""
+    if last_boxed(answer) is None:
+        boxed = last_boxed(thought)
+        if boxed is None:
+            return None
+        answer = (answer + "\n\n" if answer else "") + f"The final answer is $\\boxed{{{boxed}}}$."
+    return f"{THINK_OPEN}\n{thought}\n{THINK_CLOSE}\n\n{answer}"
+
+
+class DemonstrationCache:
+    """Append-only JSON lines; the last record of a key wins."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._records: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:  # a line torn by a kill during its write
+                        continue
+                    self._records[record["key"]] = record
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def get(self, key: str) -> dict | None:
+        return self._records.get(key)
+
+    def put(self, record: dict) -> None:
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+        with self._lock:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            with open(self.path, "ab") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)  # other processes append to the same file
+                try:
+                    f.write(line)
+                    f.flush()
+                    os.fsync(f.fileno())
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+            self._records[record["key"]] = record
+
+
+class TeacherUnavailable(RuntimeError):
+    """The endpoint refuses every request (wrong key, unknown model): asking more would not help."""
+
+
+@dataclass
+class _Reply:
+    content: str | None
+    reasoning: str | None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class _Job:
+    messages: list[dict]
+    ground_truth: str
+    data_source: str
+    future: Future = field(default_factory=Future)
+
+
+class Teacher:
+    def __init__(self, config: TeacherConfig, count_tokens: Callable[[str], int] | None = None):
+        problems = config.problems()
+        if problems:
+            raise ValueError("teacher: " + "; ".join(problems))
+        import openai
+
+        self.config = config
+        self.count_tokens = count_tokens
+        self.cache = DemonstrationCache(config.cache)
+        self._openai = openai
+        key = os.environ.get(config.api_key_env)
+        # A local vLLM / SGLang server needs no key; the client insists on one.
+        self._client = openai.OpenAI(base_url=config.base_url, api_key=key or "no-key", timeout=config.timeout_s,
+                                     max_retries=0)
+        self.requests_sent = 0
+        self._budget_lock = threading.Lock()
+        self._jobs: queue.Queue[_Job] = queue.Queue()
+        self._workers: list[threading.Thread] = []
+
+    # -- background --------------------------------------------------------------------------------------
+    def submit(self, messages: list[dict], ground_truth: str, data_source: str) -> Future:
+        """Ask in one of `concurrency` daemon threads (they never hold up the process's exit)."""
+        if not self._workers:
+            for i in range(self.config.concurrency):
+                worker = threading.Thread(target=self._work, name=f"relift-teacher-{i}", daemon=True)
+                worker.start()
+                self._workers.append(worker)
+        job = _Job(messages, ground_truth, data_source)
+        self._jobs.put(job)
+        return job.future
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            try:
+                job.future.set_result(self.ask(job.messages, job.ground_truth, job.data_source))
+            except BaseException as error:  # noqa: BLE001 - handed to whoever waits on the future
+                job.future.set_exception(error)
+
+    # -- one question ------------------------------------------------------------------------------------
+    def ask(self, messages: list[dict], ground_truth: str, data_source: str) -> Answer:
+        key = question_key(self.config.model, messages)
+        record = self.cache.get(key)
+        if record is not None:
+            return Answer(record["status"], record.get("demonstration"), cached=True)
+        answer = Answer("unverified")
+        start = time.perf_counter()
+        for _ in range(self.config.attempts):
+            reply, requests, error = self._complete(messages)
+            answer.requests += requests
+            if reply is None:
+                answer.status, answer.error = "failed", error
+                break
+            answer.prompt_tokens += reply.prompt_tokens
+            answer.completion_tokens += reply.completion_tokens
+            text = normalise(reply.content, reply.reasoning)
+            if text is None or not grade(data_source, text, ground_truth).correct:
+                continue
+            if self.count_tokens is not None and self.config.max_target_len is not None \
+                    and self.count_tokens(text) + 1 > self.config.max_target_len:  # + EOS, as the trainer counts
+                answer.status = "too_long"
+                continue
+            answer.status, answer.demonstration = "verified", text
+            break
+        answer.latency_s = time.perf_counter() - start
+        if answer.status in CACHED:
+            self.cache.put({"key": key, "model": self.config.model, "status": answer.status,
+                            "demonstration": answer.demonstration, "requests": answer.requests,
+                            "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
+                            "time": time.time()})
+        return answer
+
+    def _take_budget(self) -> bool:
+        with self._budget_lock:
+            if self.config.request_budget is not None and self.requests_sent >= self.config.request_budget:
+                return False
+            self.requests_sent += 1
+            return True
+
+    def _complete(self, messages: list[dict]) -> tuple[_Reply | None, int, str | None]:
+        """One chat completion with retries: (reply or None, HTTP requests made, last error)."""
+        openai = self._openai
+        requests, error = 0, None
+        for retry in range(self.config.max_retries + 1):
+            if retry:
+                delay = min(60.0, self.config.backoff_s * 2 ** (retry - 1))
+                time.sleep(delay + random.uniform(0, self.config.backoff_s))
+            if not self._take_budget():
+                return None, requests, "request budget spent"
+            requests += 1
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.config.model, messages=messages, max_tokens=self.config.max_tokens,
+                    temperature=self.config.temperature)
+            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as failure:
+                raise TeacherUnavailable(
+                    f"teacher at {self.config.base_url}, model {self.config.model}: {type(failure).__name__} "
+                    f"({getattr(failure, 'status_code', '')}); check the model name and the key in "
+                    f"${self.config.api_key_env}") from None
+            except openai.APIStatusError as failure:
+                error = f"HTTP {failure.status_code}"
+                if failure.status_code not in (408, 409, 429) and failure.status_code < 500:
+                    return None, requests, error
+                continue
+            except (openai.APIError, ValueError) as failure:  # timeout, dropped connection, malformed JSON
+                error = type(failure).__name__
+                continue
+            if not getattr(response, "choices", None):
+                error = "reply without choices"
+                continue
+            message = response.choices[0].message
+            extra = message.model_extra or {}
+            usage = response.usage
+            return _Reply(message.content, extra.get("reasoning_content") or extra.get("reasoning"),
+                          getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0), \
+                requests, None
+        return None, requests, error
+
+
+def summary_counts(answers: list[Answer]) -> dict:
+    """Counts over answers, for a summary line or per-step metrics."""
+    counts = {"asked": len(answers), "cached": sum(a.cached for a in answers),
+              "requests": sum(a.requests for a in answers),
+              "prompt_tokens": sum(a.prompt_tokens for a in answers),
+              "completion_tokens": sum(a.completion_tokens for a in answers)}
+    for status in ("verified", "unverified", "too_long", "failed"):
+        counts[status] = sum(a.status == status for a in answers)
+    return counts
+
+
+def config_from(section) -> TeacherConfig:
+    """TeacherConfig from a mapping (relift.teacher in the YAML), ignoring `enable`."""
+    values = {k: v for k, v in dict(section).items() if k != "enable"}
+    return TeacherConfig(**values)
+
+
+
+class TeacherQueue:
+    """The online path's bookkeeping, free of veRL: questions asked in the background by question id, their
+    answers collected without waiting, per-step metrics, and the pending questions as checkpoint state.
+
+    `info` is whatever the caller needs back with the answer, JSON-serialisable, with at least `messages`,
+    `ground_truth` and `data_source`.
+    """
+
+    def __init__(self, teacher: Teacher):
+        self.teacher = teacher
+        self.pending: dict[str, tuple[dict, Future]] = {}
+        self.totals = {"requests": 0, "verified": 0, "answered": 0, "completion_tokens": 0, "prompt_tokens": 0}
+        self._asked = 0
+
+    def ask(self, question_id: str, info: dict) -> bool:
+        """Ask unless this question is already pending; True when a new question was sent."""
+        if question_id in self.pending:
+            return False
+        future = self.teacher.submit(info["messages"], info["ground_truth"], info["data_source"])
+        self.pending[question_id] = (info, future)
+        self._asked += 1
+        return True
+
+    def harvest(self) -> tuple[list[tuple[str, dict, Answer]], dict]:
+        """Answers that arrived since the last call, verified ones as (question_id, info, answer), and the
+        step's metrics. A TeacherUnavailable from the endpoint is raised here."""
+        done = [qid for qid, (_, future) in self.pending.items() if future.done()]
+        answers = []
+        for qid in done:
+            info, future = self.pending.pop(qid)
+            answers.append((qid, info, future.result()))
+        counts = summary_counts([answer for _, _, answer in answers])
+        fresh = [answer.latency_s for _, _, answer in answers if not answer.cached]
+        for key in self.totals:
+            self.totals[key] += counts[key] if key != "answered" else counts["asked"]
+        metrics = {
+            "teacher/asked": self._asked,
+            "teacher/answered": counts["asked"],
+            "teacher/verified": counts["verified"],
+            "teacher/verified_share": counts["verified"] / counts["asked"] if counts["asked"] else float("nan"),
+            "teacher/unverified": counts["unverified"] + counts["too_long"],
+            "teacher/too_long": counts["too_long"],
+            "teacher/failures": counts["failed"],
+            "teacher/cached": counts["cached"],
+            "teacher/requests": counts["requests"],
+            "teacher/latency_s": sum(fresh) / len(fresh) if fresh else float("nan"),
+            "teacher/prompt_tokens": counts["prompt_tokens"],
+            "teacher/completion_tokens": counts["completion_tokens"],
+            "teacher/pending": len(self.pending),
+            **{f"teacher/{key}_total": value for key, value in self.totals.items()},
+        }
+        self._asked = 0
+        verified = [(qid, info, answer) for qid, info, answer in answers if answer.status == "verified"]
+        return verified, metrics
+
+    def state_dict(self) -> dict:
+        """Questions not yet collected (answered or not): asked again on resume, from the cache if answered."""
+        return {"pending": {qid: info for qid, (info, _) in self.pending.items()}, "totals": dict(self.totals)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.totals.update(state.get("totals", {}))
+        for qid, info in state.get("pending", {}).items():
+            self.ask(qid, info)
+        self._asked = 0
