@@ -10,6 +10,10 @@ in a common shape that is mapped to it:
 - `problem` + `solution` [+ `answer`] (OpenR1 / MATH style): the solution is the demonstration; without
   `answer`, the last `\\boxed{...}` of the solution is the ground truth;
 - `question` + `answer` with a `#### <answer>` line (GSM8K style).
+Rows without a demonstration can get one from a teacher model (`--teacher-endpoint URL --teacher-model
+NAME`, any OpenAI-compatible server; relift/teacher.py): only replies that relift's reward grades correct
+against the row's answer are kept, answers are cached (`--teacher-cache`, shared with training's
+`relift.teacher.cache`), and rows left without one are dropped or kept for RL only (`--without-demo`).
 Every output row is validated (relift/data.py, the same check the trainer runs before Ray starts).
 A bad row stops the run with its file, row and field, or with `--skip-bad` goes to a rejects file.
 The output is written atomically: a failed run never clobbers an existing file.
@@ -201,6 +205,8 @@ def teach(args, rows: list[dict], tokenizer, counts: Counter) -> list[dict]:
     for key, value in summary_counts(answers).items():
         counts[f"teacher: {key}"] = value
     counts["teacher: cache file"] = config.cache
+    if tokenizer is None:
+        counts["teacher: demonstrations not length-checked (no --tokenizer)"] = counts["teacher: verified"]
     if args.without_demo == "drop":
         dropped = [row for row in rows if demonstration_text(as_list(row.get("target"))) is None]
         counts["dropped: no verified demonstration (--without-demo drop)"] = len(dropped)
