@@ -195,6 +195,9 @@ def teach(args, rows: list[dict], tokenizer, counts: Counter) -> list[dict]:
         request_budget=args.teacher_budget, max_target_len=args.max_target_len if tokenizer is not None else None)
     count_tokens = (lambda text: len(tokenizer.encode(text, add_special_tokens=False))) if tokenizer is not None else None
     teacher = Teacher(config, count_tokens)
+    problem = teacher.preflight()
+    if problem:
+        raise TeacherUnavailable(f"{problem} (--teacher-endpoint, --teacher-model)")
     missing = [row for row in rows if demonstration_text(as_list(row.get("target"))) is None]
     futures = [teacher.submit(as_list(row["prompt"]), str(row["reward_model"]["ground_truth"]), row["data_source"])
                for row in missing]

@@ -60,6 +60,18 @@ def check_model_path(config: DictConfig) -> None:
         raise SystemExit(f"[relift] actor_rollout_ref.model.path={path}: no Hugging Face model there (no config.json)")
 
 
+def check_teacher(config: DictConfig) -> None:
+    """The teacher endpoint answers and serves the model, before Ray starts (one request)."""
+    if not (config.relift.enable and config.relift.teacher.enable):
+        return
+    from relift.teacher import Teacher, config_from
+
+    problem = Teacher(config_from(config.relift.teacher)).preflight()
+    if problem:
+        raise SystemExit(f"[relift] {problem} (relift.teacher.base_url, relift.teacher.model)")
+    print(f"[relift] teacher {config.relift.teacher.model} answers at {config.relift.teacher.base_url}")
+
+
 def check_ray_address() -> None:
     """A driver given RAY_ADDRESS needs RAY_AUTH_MODE: Ray turns token authentication on by itself only for
     a cluster it finds locally, and otherwise retries for a minute before "Failed to connect"."""
@@ -150,6 +162,7 @@ def run(config: DictConfig) -> None:
         raise SystemExit("[relift] configuration errors:\n  " + "\n  ".join(problems))
     rows = validate_training_data(config)
     check_model_path(config)
+    check_teacher(config)
     check_ray_address()
     validate_with_verl(config)
     if os.environ.get("DRY_RUN") == "1":

@@ -198,6 +198,23 @@ class Teacher:
         self._jobs: queue.Queue[_Job] = queue.Queue()
         self._workers: list[threading.Thread] = []
 
+    def preflight(self) -> str | None:
+        """One request to the endpoint's model list, before any question: a problem line, or None."""
+        openai = self._openai
+        where = f"teacher endpoint {self.config.base_url}"
+        try:
+            served = [model.id for model in self._client.models.list()]
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
+            return f"{where}: refused the key in ${self.config.api_key_env} (HTTP {error.status_code})"
+        except openai.APIStatusError as error:
+            return f"{where}: GET /models answered HTTP {error.status_code}; an OpenAI-compatible base URL ends in /v1"
+        except (openai.APIError, ValueError) as error:
+            return f"{where}: no OpenAI-compatible server answers there ({type(error).__name__})"
+        if self.config.model not in served:
+            return (f"teacher model {self.config.model} is not served at {self.config.base_url}: it serves "
+                    f"{', '.join(served[:5])}{' ...' if len(served) > 5 else ''}")
+        return None
+
     # -- background --------------------------------------------------------------------------------------
     def submit(self, messages: list[dict], ground_truth: str, data_source: str) -> Future:
         """Ask in one of `concurrency` daemon threads (they never hold up the process's exit)."""

@@ -3,7 +3,7 @@
     python tests/chat_server.py --mode script --answers answers.json [--actions actions.json] --log log.jsonl
     python tests/chat_server.py --mode model --model MODEL_DIR --log log.jsonl
 
-Prints `port <N>` once it listens. Every request is logged (one JSON line: question, action, whether an
+Prints `port <N>` once it listens; GET /v1/models lists `--served`. Every request is logged (one JSON line: question, action, whether an
 Authorization header came and its value's sha256) before it is answered.
 
 - `script`: replies from `answers` (the last user message -> reply text). `actions` maps a question to the
@@ -63,8 +63,17 @@ def make_handler(args, script: Script | None, generate):
             self.end_headers()
             self.wfile.write(body)
 
+        def do_GET(self):
+            if self.path.rstrip("/") == "/v1/models":
+                body = {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "test"}
+                                                   for name in args.served]}
+                return self.reply(200, json.dumps(body).encode())
+            return self.reply(404, b'{"error": {"message": "not found"}}')
+
         def do_POST(self):
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            if self.path != "/v1/chat/completions":
+                return self.reply(404, b'{"error": {"message": "not found"}}')
             question = [m["content"] for m in request["messages"] if m["role"] == "user"][-1]
             action = script.action(question) if script else "model"
             auth = self.headers.get("Authorization", "")
@@ -131,6 +140,7 @@ def main() -> None:
     parser.add_argument("--model", help="model folder (model mode)")
     parser.add_argument("--log", required=True)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--served", nargs="+", default=["teacher-7b"], help="model names GET /v1/models lists")
     args = parser.parse_args()
     script, generate = None, None
     if args.mode == "script":

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -251,3 +252,25 @@ def test_queue_asks_once_collects_without_waiting_and_resumes_pending(server, tm
     taught, metrics = resumed.harvest()
     assert [qid for qid, _, _ in taught] == ["q62"] and metrics["teacher/verified_total"] == 2
     assert metrics["teacher/asked"] == 0  # re-asked pending questions are not new questions
+
+
+def test_preflight_names_what_is_wrong(server, tmp_path):
+    s = server({})
+    assert Teacher(config(s.url, tmp_path)).preflight() is None
+    wrong_model = Teacher(config(s.url, tmp_path, model="teacher-70b")).preflight()
+    assert wrong_model == f"teacher model teacher-70b is not served at {s.url}: it serves teacher-7b"
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    assert Teacher(config(nobody, tmp_path, max_retries=0)).preflight() == (
+        f"teacher endpoint {nobody}: no OpenAI-compatible server answers there (APIConnectionError)")
+    missing_v1 = Teacher(config(s.url.removesuffix("/v1") + "/api", tmp_path)).preflight()
+    assert missing_v1.endswith("answered HTTP 404; an OpenAI-compatible base URL ends in /v1")
+
+    # prepare_train stops before asking anything, naming its flags.
+    source = tmp_path / "q.parquet"
+    write_questions(source, [(7, 1)])
+    result = subprocess.run(prepare(source, tmp_path / "out.parquet", nobody), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "no OpenAI-compatible server answers there" in result.stderr
+    assert "(--teacher-endpoint, --teacher-model)" in result.stderr and not (tmp_path / "out.parquet").exists()
