@@ -29,9 +29,7 @@ from collections import Counter
 
 import pandas as pd
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from relift.data import (  # noqa: E402
+from relift.data import (
     DataFileError,
     DataRowError,
     as_list,
@@ -41,9 +39,9 @@ from relift.data import (  # noqa: E402
     write_parquet_atomic,
     write_text_atomic,
 )
-from relift.reward import last_boxed  # noqa: E402
-from relift.teacher import TeacherUnavailable  # noqa: E402
-from relift.sft import demonstration_text  # noqa: E402
+from relift.reward import last_boxed
+from relift.sft import demonstration_text
+from relift.teacher import TeacherUnavailable
 
 HF_DATASET = "Elliott/Openr1-Math-46k-8192"
 
