@@ -8,7 +8,8 @@
 A question the policy never solves and that has no worked solution gets one from the teacher: up to
 `attempts` replies, each normalised to the training layout (`<think>\\n...\\n</think>\\n\\n` then an answer
 with a final `\\boxed{}`) and graded by relift's own reward against the row's ground truth. Only a reply
-that grades correct and fits `max_target_len` tokens with its EOS becomes a demonstration.
+that the server did not cut at `max_tokens`, that grades correct and that fits `max_target_len` tokens
+with its EOS becomes a demonstration.
 
 Requests: 429, 5xx, timeouts, dropped connections and malformed replies are retried with exponential
 backoff and jitter (`max_retries`); other 4xx are not (401/403 stop: the key is wrong). Every HTTP request
@@ -112,7 +113,7 @@ def normalise(content: str | None, reasoning: str | None = None) -> str | None:
         thought = thought.strip().removeprefix(THINK_OPEN).strip()
         answer = answer.strip()
     else:
-        thought, answer = content, ""
+        thought, answer = content.removeprefix(THINK_OPEN).strip(), ""
     if last_boxed(answer) is None:
         boxed = last_boxed(thought)
         if boxed is None:
@@ -168,6 +169,7 @@ class _Reply:
     reasoning: str | None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    truncated: bool = False
 
 
 @dataclass
@@ -253,7 +255,7 @@ class Teacher:
                 break
             answer.prompt_tokens += reply.prompt_tokens
             answer.completion_tokens += reply.completion_tokens
-            text = normalise(reply.content, reply.reasoning)
+            text = None if reply.truncated else normalise(reply.content, reply.reasoning)  # cut at max_tokens
             if text is None or not grade(data_source, text, ground_truth).correct:
                 continue
             if self.count_tokens is not None and self.config.max_target_len is not None \
@@ -308,12 +310,11 @@ class Teacher:
             if not getattr(response, "choices", None):
                 error = "reply without choices"
                 continue
-            message = response.choices[0].message
-            extra = message.model_extra or {}
-            usage = response.usage
-            return _Reply(message.content, extra.get("reasoning_content") or extra.get("reasoning"),
-                          getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0), \
-                requests, None
+            choice, usage = response.choices[0], response.usage
+            extra = choice.message.model_extra or {}
+            return _Reply(choice.message.content, extra.get("reasoning_content") or extra.get("reasoning"),
+                          getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0,
+                          truncated=choice.finish_reason == "length"), requests, None
         return None, requests, error
 
 

@@ -8,7 +8,8 @@ Authorization header came and its value's sha256) before it is answered.
 
 - `script`: replies from `answers` (the last user message -> reply text). `actions` maps a question to the
   actions of its successive requests (the last one repeats); the default is "ok":
-  ok, reasoning (the think block in `reasoning_content`), plain (no think block), wrong, 401, 429, 500,
+  ok, reasoning (the think block in `reasoning_content`), plain (no think block), wrong, length (cut at
+  max_tokens), 401, 429, 500,
   malformed (a 200 whose body is not JSON), drop (close the connection without a reply), slow:<seconds>.
 - `model`: the tiny model answers through transformers' generate with its chat template.
 """
@@ -24,12 +25,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def completion(model: str, content: str, reasoning: str | None = None) -> dict:
+def completion(model: str, content: str, reasoning: str | None = None, finish_reason: str = "stop") -> dict:
     message = {"role": "assistant", "content": content}
     if reasoning is not None:
         message["reasoning_content"] = reasoning
     return {"id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
             "usage": {"prompt_tokens": 10, "completion_tokens": len(content.split()) + 1, "total_tokens": 0}}
 
 
@@ -106,6 +107,8 @@ def make_handler(args, script: Script | None, generate):
                 thought, _, final = answer.partition("</think>")
                 body = completion(model, final.strip(), thought.replace("<think>", "").strip())
                 return self.reply(200, json.dumps(body).encode())
+            if action == "length":  # the right answer, but cut at max_tokens
+                return self.reply(200, json.dumps(completion(model, answer, finish_reason="length")).encode())
             if action == "plain":
                 answer = answer.replace("<think>", "").replace("</think>", "").strip()
             return self.reply(200, json.dumps(completion(model, answer)).encode())

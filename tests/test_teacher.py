@@ -82,12 +82,13 @@ def test_normalise_to_the_training_layout():
     assert normalise("So 5.", reasoning="we get \\boxed{5}") == (
         "<think>\nwe get \\boxed{5}\n</think>\n\nSo 5.\n\nThe final answer is $\\boxed{5}$.")
     assert normalise("2 + 3 = \\boxed{5}") == "<think>\n2 + 3 = \\boxed{5}\n</think>\n\nThe final answer is $\\boxed{5}$."
+    assert normalise("<think>\ncut short, \\boxed{5}") == "<think>\ncut short, \\boxed{5}\n</think>\n\nThe final answer is $\\boxed{5}$."
     assert normalise("no boxed answer") is None and normalise(None) is None
 
 
 def test_verified_retried_unverified_failed_and_cached(server, tmp_path, monkeypatch):
     monkeypatch.setenv("RELIFT_TEST_KEY", SECRET)
-    pairs = [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5), (1, 6), (1, 7)]
+    pairs = [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5), (1, 6), (1, 7), (1, 8)]
     actions = {
         question(1, 1): ["ok"],
         question(1, 2): ["reasoning"],
@@ -96,6 +97,7 @@ def test_verified_retried_unverified_failed_and_cached(server, tmp_path, monkeyp
         question(1, 5): ["wrong"],  # both attempts graded wrong
         question(1, 6): ["wrong", "ok"],  # the second attempt verifies
         question(1, 7): ["500"],  # never answers: failed after 1 + max_retries requests
+        question(1, 8): ["length"],  # right, but cut at max_tokens: not a complete solution
     }
     s = server({question(a, b): solution(a, b) for a, b in pairs}, actions)
     teacher = Teacher(config(s.url, tmp_path, attempts=2))
@@ -107,20 +109,22 @@ def test_verified_retried_unverified_failed_and_cached(server, tmp_path, monkeyp
     assert answers[(1, 2)].demonstration == solution(1, 2)  # the reasoning field became the think block
     assert answers[(1, 4)].requests == 5 and answers[(1, 6)].requests == 2
     assert answers[(1, 5)].status == "unverified" and answers[(1, 5)].requests == 2
+    assert answers[(1, 8)].status == "unverified" and answers[(1, 8)].requests == 2
     assert answers[(1, 7)].status == "failed" and answers[(1, 7)].requests == 6 and answers[(1, 7)].error == "HTTP 500"
     assert answers[(1, 1)].completion_tokens > 0 and answers[(1, 1)].prompt_tokens == 10
 
     # The key went in the Authorization header, and nowhere into what relift wrote.
     assert {r["auth_sha256"] for r in s.requests()} == {hashlib.sha256(f"Bearer {SECRET}".encode()).hexdigest()}
     cache_text = (tmp_path / "cache.jsonl").read_text()
-    assert SECRET not in cache_text and len(cache_text.splitlines()) == 6  # the failed question is not cached
+    assert SECRET not in cache_text and len(cache_text.splitlines()) == 7  # the failed question is not cached
 
     # A second teacher on the same cache pays only for the question that failed.
     before = len(s.requests())
     again = Teacher(config(s.url, tmp_path, attempts=2))
-    for pair in pairs[:-1]:
-        answer = again.ask(messages(*pair), str(sum(pair)), "math")
-        assert answer.cached and answer.status == answers[pair].status and answer.requests == 0
+    for pair in pairs:
+        if pair != (1, 7):
+            answer = again.ask(messages(*pair), str(sum(pair)), "math")
+            assert answer.cached and answer.status == answers[pair].status and answer.requests == 0
     assert again.ask(messages(1, 7), "8", "math").status == "failed"
     assert len(s.requests()) == before + 6
 
