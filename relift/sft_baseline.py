@@ -182,11 +182,6 @@ def steps_per_epoch(rows: int, batch_size: int, world_size: int) -> int:
 
 def prepare(args, data: str, tokenizer):
     """Every check that needs no model weights nor process group; returns (veRL config, plan lines)."""
-    from hydra import compose, initialize_config_module
-
-    from verl.trainer.sft_trainer import create_sft_dataset
-    from verl.utils.config import omega_conf_to_dataclass
-
     if not os.path.exists(os.path.join(args.model, "config.json")):
         raise SystemExit(f"[sft_baseline] --model {args.model}: no Hugging Face model there (no config.json)")
     with open(os.path.join(args.model, "config.json")) as f:
@@ -205,6 +200,11 @@ def prepare(args, data: str, tokenizer):
     problem = too_long(args.train, tokenizer, args.max_length)
     if problem:
         raise SystemExit(f"[sft_baseline] {problem}")
+
+    from hydra import compose, initialize_config_module
+
+    from verl.trainer.sft_trainer import create_sft_dataset
+    from verl.utils.config import omega_conf_to_dataclass
 
     with initialize_config_module("verl.trainer.config", version_base=None):
         config = compose("sft_trainer_engine", overrides=overrides(args, data))

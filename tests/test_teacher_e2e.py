@@ -63,7 +63,7 @@ def test_questions_without_demonstrations_get_taught_and_pending_ones_survive_a_
         # next step). On resume the answered ones come from the cache, the others are asked again.
         assert {info["messages"][-1]["content"] for info in pending.values()} & slow
 
-        text = run_main(overrides(tiny, out, 4, bare) + common, f"{out}/metrics-resume.jsonl", f"{out}/run2.log")
+        text = run_main(overrides(tiny, out, 3, bare) + common, f"{out}/metrics-resume.jsonl", f"{out}/run2.log")
         assert f"[relift] asked the teacher again for {len(pending)} pending questions" in text
         rows = read_metrics(f"{out}/metrics-resume.jsonl")
         assert sum(r["teacher/verified"] for r in rows) >= len(pending)
