@@ -35,7 +35,9 @@ def validate_training_data(config: DictConfig) -> int:
     files = config.data.train_files
     total = 0
     for path in [files] if isinstance(files, str) else files:
-        require_target = config.relift.enable and config.relift.require_demonstrations and not config.relift.teacher.enable
+        # With the teacher on, rows without a demonstration may get one during training.
+        relift = config.relift
+        require_target = relift.enable and relift.require_demonstrations and not relift.teacher.enable
         rows = validate_file(path, require_target=require_target)
         print(f"[relift] {path}: {rows} rows valid")
         total += rows

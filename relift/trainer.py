@@ -255,7 +255,8 @@ class ReLIFTTrainer(RayPPOTrainer):
             info = {"step": self.global_steps, "score": score,
                     "val_core": {key: float(value) for key, value in metrics.items() if key.startswith("val-core/")}}
             self.actor_rollout_wg.save_best(run_dir, self.global_steps, info)
-            print(f"[relift] best validation score so far, {score:.4f} at step {self.global_steps}: {run_dir}/best")
+            print(f"[relift] best validation score so far, {score:.4f} at step {self.global_steps}: {run_dir}/best",
+                  flush=True)
         return metrics
 
     # ---- checkpointing ----------------------------------------------------------------------------
@@ -304,13 +305,14 @@ class ReLIFTTrainer(RayPPOTrainer):
             self.counters.update(state["counters"])
             self.demos_used = set(state["demos_used"])
             self.best_score = state.get("best_score")
-            print(f"[relift] resumed buffer of {len(self.buffer)} questions and counters {self.counters}")
+            print(f"[relift] resumed buffer of {len(self.buffer)} questions and counters {self.counters}", flush=True)
             if self.teacher is not None and state.get("teacher"):
                 self.teacher.load_state_dict(state["teacher"])
-                print(f"[relift] asked the teacher again for {len(self.teacher.pending)} pending questions")
+                print(f"[relift] asked the teacher again for {len(self.teacher.pending)} pending questions", flush=True)
         elif self.relift.enable and not self.relift.resume_without_state:
             raise FileNotFoundError(resume_state_missing(path))  # relift.main checks this before Ray starts
         elif self.relift.enable:
-            print(f"[relift] {path} not found: resuming with an empty buffer (relift.resume_without_state=true)")
+            print(f"[relift] {path} not found: resuming with an empty buffer (relift.resume_without_state=true)",
+                  flush=True)
         return result
 
