@@ -5,7 +5,7 @@
 
 import sys
 
-from relift.eval import make_generator, render
+from relift.eval.generate import make_generator, render
 from relift.reward import extract_answer_text
 
 

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from relift.eval import DEFAULT_DATA, pass_at_k
+from relift.eval.items import DEFAULT_DATA
+from relift.eval.metrics import pass_at_k
 from relift.reward import grade
 
 BENCHMARKS = {"aime", "aime25", "amc", "math", "minerva", "olympiad_bench", "gpqa", "arc_c"}

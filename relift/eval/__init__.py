@@ -1,0 +1,20 @@
+"""Evaluate checkpoints on the bundled benchmarks: generate, grade, and print one table per model.
+
+    python -m relift.eval run MODEL [MODEL ...] [--name NAME ...] [--data FILE ...] [--n 1] [--out results]
+    python -m relift.eval compare results/*
+
+One concept per module:
+- `items`: benchmark rows -> samples to produce (each row's chat messages, `--n` samples per row);
+- `generate`: prompts through the model's chat template with the generation prompt, the same as
+  training (`--template no-system` drops the system message, as the reference's eval did); backend
+  `auto` is vLLM when it is importable and a GPU is visible, else transformers batched sampling;
+- grading is `relift.reward.grade`, the training reward's rule (text after `</think>`, math-verify,
+  option letters for multiple choice), bounded in time, in grader processes;
+- `samples`: `<out>/<name>/samples.jsonl`, one line per sample, appended and fsynced as it is made
+  (rerunning skips samples already there, a crash loses nothing written), `summary.json`, `table.md`;
+- `metrics`: per benchmark (= `data_source`) avg@k (mean correctness over samples and repeated rows),
+  pass@k (unbiased estimator, k = samples per distinct question), mean response length in tokens
+  (reasoning included), share cut at max tokens, share without `</think>`; averages over the paper's
+  in-distribution (six math) and out-of-distribution (GPQA, ARC-c) benchmarks;
+- `__main__`: the command line, which runs them in that order.
+"""

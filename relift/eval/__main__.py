@@ -1,0 +1,107 @@
+"""`python -m relift.eval run|compare` (see relift/eval/__init__.py)."""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import sys
+import time
+
+import relift.eval
+from relift.eval.generate import make_generator, render
+from relift.eval.items import DEFAULT_DATA, load_items
+from relift.eval.metrics import markdown_table, summarize
+from relift.eval.samples import SampleLog, write_outputs
+
+
+def evaluate(model_path: str, name: str, args) -> dict:
+    from tqdm import tqdm
+
+    from relift.reward import grade
+
+    out_dir = os.path.join(args.out, name)
+    log = SampleLog(os.path.join(out_dir, "samples.jsonl"))
+    items = load_items(args.data, args.n, args.max_rows_per_benchmark)
+    pending = [item for item in items if item.key not in log.done]
+    print(f"[eval] {name}: {len(items)} samples, {len(log.done)} already in {log.path}, {len(pending)} to go")
+    if pending:
+        generator, backend = make_generator(args.backend, model_path)
+        print(f"[eval] {name}: backend {backend}")
+        graders = concurrent.futures.ThreadPoolExecutor(args.grader_threads)
+        with tqdm(total=len(pending), desc=name, unit="sample") as bar:
+            for start in range(0, len(pending), args.batch_size):
+                batch = pending[start : start + args.batch_size]
+                prompts = [render(generator.tokenizer, item.messages, args.template) for item in batch]
+                outputs = generator.generate(prompts, args.temperature, args.top_p, args.max_new_tokens, args.seed + start)
+                grades = list(graders.map(
+                    lambda pair: grade(pair[0].benchmark, pair[1][0], pair[0].ground_truth, timeout_s=args.grade_timeout_s),
+                    zip(batch, outputs, strict=True),
+                ))
+                log.append([
+                    {
+                        "file": item.key[0], "row": item.row, "sample": item.sample, "benchmark": item.benchmark,
+                        "prompt": prompt, "response": text, "extracted": g.extracted, "ground_truth": item.ground_truth,
+                        "correct": g.correct, "has_think_close": g.has_think_close, "grade_status": g.status,
+                        "response_tokens": n_tokens, "truncated": not stopped and n_tokens >= args.max_new_tokens,
+                    }
+                    for item, prompt, (text, n_tokens, stopped), g in zip(batch, prompts, outputs, grades, strict=True)
+                ])
+                bar.update(len(batch))
+        graders.shutdown()
+    wanted = {item.key for item in items}
+    summary = summarize([r for k, r in log.done.items() if k in wanted])
+    print(f"\n## {name}\n\n" + write_outputs(out_dir, name, summary) + "\n")
+    return summary
+
+
+def compare(result_dirs: list[str]) -> str:
+    summaries = {}
+    for path in result_dirs:
+        summary_path = os.path.join(path, "summary.json")
+        if os.path.exists(summary_path):
+            with open(summary_path) as f:
+                summaries[os.path.basename(os.path.normpath(path))] = json.load(f)
+    if not summaries:
+        raise SystemExit(f"no summary.json under {result_dirs}")
+    return markdown_table(summaries)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m relift.eval", description=relift.eval.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="generate and grade")
+    run.add_argument("models", nargs="+", help="model paths (or hub names on a connected machine)")
+    run.add_argument("--name", nargs="+", help="one name per model (default: the path's last folder)")
+    run.add_argument("--data", nargs="+", default=DEFAULT_DATA)
+    run.add_argument("--out", default="results")
+    run.add_argument("--n", type=int, default=1, help="samples per row (repeated rows add more)")
+    run.add_argument("--temperature", type=float, default=0.6)
+    run.add_argument("--top-p", type=float, default=1.0)
+    run.add_argument("--max-new-tokens", type=int, default=8192)
+    run.add_argument("--template", choices=["train", "no-system"], default="train")
+    run.add_argument("--backend", choices=["auto", "vllm", "hf"], default="auto")
+    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument("--max-rows-per-benchmark", type=int, help="first K rows of each benchmark (smoke tests)")
+    run.add_argument("--grader-threads", type=int, default=4)
+    run.add_argument("--grade-timeout-s", type=float, default=10.0)
+    run.add_argument("--seed", type=int, default=0)
+    cmp = commands.add_parser("compare", help="put several results/<model> folders side by side")
+    cmp.add_argument("results", nargs="+")
+    args = parser.parse_args(argv)
+
+    if args.command == "compare":
+        print(compare(args.results))
+        return
+    names = args.name or [os.path.basename(os.path.normpath(m)) for m in args.models]
+    if len(names) != len(args.models):
+        parser.error(f"{len(args.models)} models but {len(names)} names")
+    started = time.time()
+    for model, name in zip(args.models, names, strict=True):
+        evaluate(model, name, args)
+    print(f"[eval] done in {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
