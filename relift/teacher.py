@@ -397,6 +397,8 @@ class TeacherQueue:
 
     def load_state_dict(self, state: dict) -> None:
         self.totals.update(state.get("totals", {}))
+        # The request budget spans the run, resumes included (requests of uncollected answers aside).
+        self.teacher.requests_sent = max(self.teacher.requests_sent, self.totals["requests"])
         for qid, info in state.get("pending", {}).items():
             self.ask(qid, info)
         self._asked = 0

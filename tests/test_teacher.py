@@ -250,12 +250,15 @@ def test_queue_asks_once_collects_without_waiting_and_resumes_pending(server, tm
     # A checkpoint now holds the slow question; a new queue asks it again and gets the second, fast reply.
     state = json.loads(json.dumps(queue.state_dict()))
     assert list(state["pending"]) == ["q62"] and state["totals"]["verified"] == 1
-    resumed = TeacherQueue(Teacher(config(s.url, tmp_path)))
-    resumed.load_state_dict(state)
+    resumed = TeacherQueue(Teacher(config(s.url, tmp_path, request_budget=2)))
+    resumed.load_state_dict(state)  # the budget counts the request made before the checkpoint
     resumed.pending["q62"][1].result(timeout=10)
     taught, metrics = resumed.harvest()
     assert [qid for qid, _, _ in taught] == ["q62"] and metrics["teacher/verified_total"] == 2
     assert metrics["teacher/asked"] == 0  # re-asked pending questions are not new questions
+    assert resumed.teacher.requests_sent == 2
+    over = resumed.teacher.ask(messages(6, 3), "9", "math")
+    assert over.status == "failed" and over.error == "request budget spent"
 
 
 def test_preflight_names_what_is_wrong(server, tmp_path):
