@@ -183,7 +183,7 @@ def teach(args, rows: list[dict], tokenizer, counts: Counter) -> list[dict]:
     RL only or dropped (--without-demo)."""
     from tqdm import tqdm
 
-    from relift.teacher import Teacher, TeacherConfig, summary_counts
+    from relift.teacher import Teacher, TeacherConfig, preflight, summary_counts
 
     config = TeacherConfig(
         base_url=args.teacher_endpoint, model=args.teacher_model or "", api_key_env=args.teacher_api_key_env,
@@ -192,26 +192,28 @@ def teach(args, rows: list[dict], tokenizer, counts: Counter) -> list[dict]:
         max_tokens=args.teacher_max_tokens, temperature=args.teacher_temperature, attempts=args.teacher_attempts,
         request_budget=args.teacher_budget, max_target_len=args.max_target_len if tokenizer is not None else None)
     count_tokens = (lambda text: len(tokenizer.encode(text, add_special_tokens=False))) if tokenizer is not None else None
-    teacher = Teacher(config, count_tokens)
-    problem = teacher.preflight()
+    problem = preflight(config)
     if problem:
         raise TeacherUnavailable(f"{problem} (--teacher-endpoint, --teacher-model)")
+    teacher = Teacher(config, count_tokens)
     missing = [row for row in rows if demonstration_text(as_list(row.get("target"))) is None]
     futures = [teacher.submit(as_list(row["prompt"]), str(row["reward_model"]["ground_truth"]), row["data_source"])
                for row in missing]
     answers = [future.result() for future in tqdm(futures, desc="teacher", unit="question", file=sys.stderr)]
+    untaught = set()
     for row, answer in zip(missing, answers, strict=True):
         if answer.status == "verified":
             row["target"] = [{"role": "assistant", "content": answer.demonstration}]
+        else:
+            untaught.add(id(row))
     for key, value in summary_counts(answers).items():
         counts[f"teacher: {key}"] = value
     counts["teacher: cache file"] = config.cache
     if tokenizer is None:
         counts["teacher: demonstrations not length-checked (no --tokenizer)"] = counts["teacher: verified"]
     if args.without_demo == "drop":
-        dropped = [row for row in rows if demonstration_text(as_list(row.get("target"))) is None]
-        counts["dropped: no verified demonstration (--without-demo drop)"] = len(dropped)
-        rows = [row for row in rows if demonstration_text(as_list(row.get("target"))) is not None]
+        counts["dropped: no verified demonstration (--without-demo drop)"] = len(untaught)
+        rows = [row for row in rows if id(row) not in untaught]
     return rows
 
 

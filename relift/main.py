@@ -66,9 +66,9 @@ def check_teacher(config: DictConfig) -> None:
     """The teacher endpoint answers and serves the model, before Ray starts (one request)."""
     if not (config.relift.enable and config.relift.teacher.enable):
         return
-    from relift.teacher import Teacher, config_from
+    from relift.teacher import config_from, preflight
 
-    problem = Teacher(config_from(config.relift.teacher)).preflight()
+    problem = preflight(config_from(config.relift.teacher))
     if problem:
         raise SystemExit(f"[relift] {problem} (relift.teacher.base_url, relift.teacher.model)")
     print(f"[relift] teacher {config.relift.teacher.model} answers at {config.relift.teacher.base_url}")

@@ -75,30 +75,34 @@ def rendered_pairs(frame, tokenizer):
         yield prompt, rendered, strip_think_prefix(rendered, demonstration_text(target))
 
 
-def convert(train: str, out: str, tokenizer) -> int:
+def read_pairs(train: str, tokenizer) -> list[tuple[list[dict], str, str]]:
+    """Validate the training file and render every row once: (prompt messages, rendered prompt, demonstration)."""
+    import pandas as pd
+
+    from relift.data import validate_file
+
+    validate_file(train, require_target=True)
+    return list(rendered_pairs(pd.read_parquet(train, columns=["prompt", "target"]), tokenizer))
+
+
+def write_messages(pairs, out: str) -> None:
     """relift rows -> veRL `messages` rows. When the generation prompt opens the think block, the assistant
     turn starts with it too: veRL masks the generation prompt's tokens at the start of the assistant turn."""
     import pandas as pd
 
-    from relift.data import validate_file, write_parquet_atomic
+    from relift.data import write_parquet_atomic
     from relift.sft import THINK_OPEN
 
-    validate_file(train, require_target=True)
-    frame = pd.read_parquet(train)
     messages = []
-    for prompt, rendered, demonstration in rendered_pairs(frame, tokenizer):
+    for prompt, rendered, demonstration in pairs:
         opened = THINK_OPEN if rendered.endswith(THINK_OPEN) else ""
         messages.append(prompt + [{"role": "assistant", "content": opened + demonstration}])
     write_parquet_atomic(pd.DataFrame({"messages": messages}), out)
-    return len(messages)
 
 
-def check_layout(dataset, train: str, tokenizer, rows: int = CHECK_ROWS) -> None:
+def check_layout(dataset, pairs, tokenizer, rows: int = CHECK_ROWS) -> None:
     """veRL's tokens and loss mask == relift's: rendered prompt (no loss), then demonstration + EOS (loss)."""
-    import pandas as pd
-
-    frame = pd.read_parquet(train).head(rows)
-    for i, (_, rendered, demonstration) in enumerate(rendered_pairs(frame, tokenizer)):
+    for i, (_, rendered, demonstration) in enumerate(pairs[:rows]):
         prompt_ids = tokenizer.encode(rendered, add_special_tokens=False)
         ids = prompt_ids + tokenizer.encode(demonstration, add_special_tokens=False) + [tokenizer.eos_token_id]
         mask = [0] * len(prompt_ids) + [1] * (len(ids) - len(prompt_ids))
@@ -158,12 +162,9 @@ def overrides(args, data: str) -> list[str]:
     return common + (cpu if args.device == "cpu" else []) + args.overrides
 
 
-def too_long(train: str, tokenizer, max_length: int) -> str | None:
+def too_long(train: str, pairs, tokenizer, max_length: int) -> str | None:
     """The first row whose prompt + demonstration + EOS exceeds max_length, as one line; None if all fit."""
-    import pandas as pd
-
-    frame = pd.read_parquet(train, columns=["prompt", "target"])
-    prompts, demonstrations = zip(*[(r, d) for _, r, d in rendered_pairs(frame, tokenizer)], strict=True)
+    _, prompts, demonstrations = zip(*pairs, strict=True)
     lengths = [len(p) + len(d) + 1 for p, d in zip(tokenizer(list(prompts), add_special_tokens=False)["input_ids"],
                                                      tokenizer(list(demonstrations), add_special_tokens=False)["input_ids"],
                                                      strict=True)]
@@ -193,13 +194,16 @@ def prepare(args, data: str, tokenizer):
     if args.batch_size % args.world_size:
         raise SystemExit(f"[sft_baseline] --batch-size {args.batch_size} does not split over {args.world_size} ranks; "
                          f"use a multiple of {args.world_size}")
-    rows = convert(args.train, data, tokenizer)
+    pairs = read_pairs(args.train, tokenizer)
+    rows = len(pairs)
     per_epoch = steps_per_epoch(rows, args.batch_size, args.world_size)
     if per_epoch == 0:
         raise SystemExit(f"[sft_baseline] {args.train}: {rows} rows make no batch of --batch-size {args.batch_size}")
-    problem = too_long(args.train, tokenizer, args.max_length)
+    problem = too_long(args.train, pairs, tokenizer, args.max_length)
     if problem:
         raise SystemExit(f"[sft_baseline] {problem}")
+    # Every rank writes the same file, atomically, and reads a complete one.
+    write_messages(pairs, data)
 
     from hydra import compose, initialize_config_module
 
@@ -210,7 +214,7 @@ def prepare(args, data: str, tokenizer):
         config = compose("sft_trainer_engine", overrides=overrides(args, data))
     for section in ("model", "engine", "optim", "checkpoint"):  # what SFTTrainer builds first
         omega_conf_to_dataclass(config[section])
-    check_layout(create_sft_dataset(data, config.data, tokenizer, None), args.train, tokenizer)
+    check_layout(create_sft_dataset(data, config.data, tokenizer, None), pairs, tokenizer)
 
     total = args.steps or per_epoch * args.epochs
     warmup = int(total * args.warmup_ratio)
@@ -292,7 +296,6 @@ def main(argv: list[str] | None = None) -> None:
 
     os.makedirs(args.out, exist_ok=True)
     os.environ.setdefault("VERL_FILE_LOGGER_PATH", os.path.join(args.out, "metrics.jsonl"))
-    # Every rank writes the same file, atomically, and reads a complete one.
     data = os.path.join(args.out, "sft_data.parquet")
     config, plan = prepare(args, data, tokenizer)
     plan.insert(1, f"veRL's messages rows: {data}")

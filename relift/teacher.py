@@ -180,42 +180,50 @@ class _Job:
     future: Future = field(default_factory=Future)
 
 
+def _client(config: TeacherConfig):
+    """(the openai module, a client without its own retries: Teacher retries and counts each request)."""
+    import openai
+
+    key = os.environ.get(config.api_key_env)
+    # A local vLLM / SGLang server needs no key; the client insists on one.
+    return openai, openai.OpenAI(base_url=config.base_url, api_key=key or "no-key", timeout=config.timeout_s,
+                                 max_retries=0)
+
+
+def preflight(config: TeacherConfig) -> str | None:
+    """One request to the endpoint's model list, before any question: a problem line, or None."""
+    problems = config.problems()
+    if problems:
+        return "; ".join(problems)
+    openai, client = _client(config)
+    where = f"teacher endpoint {config.base_url}"
+    try:
+        served = [model.id for model in client.models.list()]
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
+        return f"{where}: refused the key in ${config.api_key_env} (HTTP {error.status_code})"
+    except openai.APIStatusError as error:
+        return f"{where}: GET /models answered HTTP {error.status_code}; an OpenAI-compatible base URL ends in /v1"
+    except (openai.APIError, ValueError) as error:
+        return f"{where}: no OpenAI-compatible server answers there ({type(error).__name__})"
+    if config.model not in served:
+        return (f"teacher model {config.model} is not served at {config.base_url}: it serves "
+                f"{', '.join(served[:5])}{' ...' if len(served) > 5 else ''}")
+    return None
+
+
 class Teacher:
     def __init__(self, config: TeacherConfig, count_tokens: Callable[[str], int] | None = None):
         problems = config.problems()
         if problems:
             raise ValueError("teacher: " + "; ".join(problems))
-        import openai
-
         self.config = config
         self.count_tokens = count_tokens
         self.cache = DemonstrationCache(config.cache)
-        self._openai = openai
-        key = os.environ.get(config.api_key_env)
-        # A local vLLM / SGLang server needs no key; the client insists on one.
-        self._client = openai.OpenAI(base_url=config.base_url, api_key=key or "no-key", timeout=config.timeout_s,
-                                     max_retries=0)
+        self._openai, self._client = _client(config)
         self.requests_sent = 0
         self._budget_lock = threading.Lock()
         self._jobs: queue.Queue[_Job] = queue.Queue()
         self._workers: list[threading.Thread] = []
-
-    def preflight(self) -> str | None:
-        """One request to the endpoint's model list, before any question: a problem line, or None."""
-        openai = self._openai
-        where = f"teacher endpoint {self.config.base_url}"
-        try:
-            served = [model.id for model in self._client.models.list()]
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
-            return f"{where}: refused the key in ${self.config.api_key_env} (HTTP {error.status_code})"
-        except openai.APIStatusError as error:
-            return f"{where}: GET /models answered HTTP {error.status_code}; an OpenAI-compatible base URL ends in /v1"
-        except (openai.APIError, ValueError) as error:
-            return f"{where}: no OpenAI-compatible server answers there ({type(error).__name__})"
-        if self.config.model not in served:
-            return (f"teacher model {self.config.model} is not served at {self.config.base_url}: it serves "
-                    f"{', '.join(served[:5])}{' ...' if len(served) > 5 else ''}")
-        return None
 
     # -- background --------------------------------------------------------------------------------------
     def submit(self, messages: list[dict], ground_truth: str, data_source: str) -> Future:
@@ -333,7 +341,6 @@ def config_from(section) -> TeacherConfig:
     """TeacherConfig from a mapping (relift.teacher in the YAML), ignoring `enable`."""
     values = {k: v for k, v in dict(section).items() if k != "enable"}
     return TeacherConfig(**values)
-
 
 
 class TeacherQueue:

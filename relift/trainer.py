@@ -130,17 +130,18 @@ class ReLIFTTrainer(RayPPOTrainer):
         for row in outcome.hardest_rows:
             demonstration = demonstration_text(non_tensor["target"][row]) if "target" in non_tensor else None
             prompt_ids = self._prompt_ids(batch, row)
+            question_id = _question_id(prompt_ids)
             if demonstration is None:
                 without_demo += 1
                 if self.teacher is not None:
-                    self.teacher.ask(_question_id(prompt_ids), {
+                    self.teacher.ask(question_id, {
                         "prompt_ids": prompt_ids,
                         "messages": [{"role": m["role"], "content": m["content"]} for m in non_tensor["relift_question"][row]],
                         "ground_truth": str(non_tensor["reward_model"][row]["ground_truth"]),
                         "data_source": str(non_tensor["data_source"][row]),
                     })
                 continue
-            self._buffer_demonstration(_question_id(prompt_ids), prompt_ids, demonstration)
+            self._buffer_demonstration(question_id, prompt_ids, demonstration)
         teacher_metrics = {}
         if self.teacher is not None:  # replies that arrived since the last step, asked at this one or before
             try:

@@ -14,7 +14,7 @@ import time
 import pandas as pd
 import pytest
 
-from relift.teacher import Teacher, TeacherConfig, TeacherUnavailable, normalise
+from relift.teacher import Teacher, TeacherConfig, TeacherUnavailable, normalise, preflight
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "sk-relift-test-0123456789abcdef"
@@ -263,15 +263,15 @@ def test_queue_asks_once_collects_without_waiting_and_resumes_pending(server, tm
 
 def test_preflight_names_what_is_wrong(server, tmp_path):
     s = server({})
-    assert Teacher(config(s.url, tmp_path)).preflight() is None
-    wrong_model = Teacher(config(s.url, tmp_path, model="teacher-70b")).preflight()
+    assert preflight(config(s.url, tmp_path)) is None
+    wrong_model = preflight(config(s.url, tmp_path, model="teacher-70b"))
     assert wrong_model == f"teacher model teacher-70b is not served at {s.url}: it serves teacher-7b"
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         nobody = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
-    assert Teacher(config(nobody, tmp_path, max_retries=0)).preflight() == (
+    assert preflight(config(nobody, tmp_path, max_retries=0)) == (
         f"teacher endpoint {nobody}: no OpenAI-compatible server answers there (APIConnectionError)")
-    missing_v1 = Teacher(config(s.url.removesuffix("/v1") + "/api", tmp_path)).preflight()
+    missing_v1 = preflight(config(s.url.removesuffix("/v1") + "/api", tmp_path))
     assert missing_v1.endswith("answered HTTP 404; an OpenAI-compatible base URL ends in /v1")
 
     # prepare_train stops before asking anything, naming its flags.
