@@ -1,22 +1,28 @@
-"""The paper's comparison in miniature, on CPU: GRPO only, SFT only and ReLIFT on the digit-task toy.
+"""The paper's comparison in miniature, on CPU: GRPO, SFT, SFT->RL and ReLIFT (the paper's and relift's
+recommended settings) on the digit-task toy.
 
-    python -m bench.toy_repro --seed 1 --out outputs/bench/seed1.json          # one seed, three arms
+    python -m bench.toy_repro --seed 1 --out outputs/bench/seed1.json          # one seed, five arms
     python -m bench.toy_repro --seed 1 2 --out bench/results/toy_repro.json      # make bench: + PNG + table
 
-For each seed: digit-task data (relift/digit_tasks.py: copy / inc / dbl of five digits) and a tiny Qwen2
-warm-started on `copy` only, shared by the three arms, which see the same training rows in the same
-order with the same seeds and the same number of optimizer steps:
+For each seed: digit-task data (relift/toy/digit_tasks.py: copy / inc / dbl of five digits) and a tiny
+Qwen2 warm-started on `copy` only, shared by the five arms, which see the same training rows with the
+same seeds and the same number of optimizer steps (60):
 
 - `grpo`: `python -m relift.main device=cpu toy=digits relift.enable=false` (veRL's GRPO);
-- `relift`: the same with `relift.enable=true`;
 - `sft`: veRL's own SFT trainer (`python -m relift.sft_baseline`) on the demonstrations of those same
   training rows, one optimizer step per RL step with the RL batch size (so one pass over them), at
   ReLIFT's supervised lr (constant). The budget is optimizer steps, not wall time: an SFT step costs far
-  less than an RL step, and its wall time is reported beside the others.
+  less than an RL step, and its wall time is reported beside the others;
+- `sft_rl`: the `sft` arm for the first half of the steps (the demonstrations of 480 rows), then GRPO
+  from its last model for the second half. Half and half because it gives each stage the same number of
+  optimizer steps and was fixed before any run: a split picked where `sft` saturates on this toy would
+  tune the baseline on the test;
+- `relift_paper`: ReLIFT with the paper's interleaving (`interleave=paper`);
+- `relift`: ReLIFT as relift recommends it, the configuration `make demo` runs.
 
 Held-out accuracy is greedy, on 640 fresh questions per type (never in training; standard error at
-most 2 points per type), every `trainer.test_freq` steps: by veRL's validation for the RL arms, and by
-`relift.eval` (transformers greedy decoding, the same grading rule) on the SFT arm's saved checkpoints.
+most 2 points per type), every `trainer.test_freq` steps: by veRL's validation for the RL runs, and by
+`relift.eval` (transformers greedy decoding, the same grading rule) on the SFT runs' saved checkpoints.
 """
 
 from __future__ import annotations
@@ -31,16 +37,19 @@ import sys
 import time
 
 from relift.data import write_atomic, write_text_atomic
-from relift.demo import VAL_PER_TYPE, build_inputs, held_out, read_metrics, toy_config, train, with_overall
-from relift.digit_tasks import DATA_SOURCE, TYPES
+from relift.toy.digit_tasks import DATA_SOURCE, TYPES
+from relift.toy.runs import VAL_PER_TYPE, build_inputs, held_out, read_metrics, toy_config, train, with_overall
 
-ARMS = ("grpo", "sft", "relift")
-NEVER_SOLVED = ("inc", "dbl")
+ARMS = ("grpo", "sft", "sft_rl", "relift_paper", "relift")
+RL_ARMS = {"grpo": ["relift.enable=false"], "relift_paper": ["interleave=paper"], "relift": []}
+SFT_RL_SPLIT = 0.5
+KEPT, NEVER_SOLVED = "copy", ("inc", "dbl")
 TARGETS = (
-    "relift overall >= grpo + 0.10",
-    "relift on never-solved types >= grpo + 0.20",
+    f"relift held-out {KEPT} >= 0.80 at every validation",
     "relift overall >= sft - 0.02",
+    "relift overall >= sft_rl - 0.02",
     "relift demos_used <= 0.30 x sft",
+    "relift inc and dbl >= grpo + 0.20",
     "relift step time <= 1.10 x grpo",
 )
 
@@ -61,11 +70,11 @@ def curve_fields(curve: list[tuple[int, dict[str, float]]]) -> dict:
     }
 
 
-def run_rl(arm: str, inputs: dict, work: str, steps: int, seed: int) -> dict:
+def run_rl(arm: str, inputs: dict, work: str, steps: int, seed: int, overrides: list[str]) -> dict:
     start = time.time()
     overrides = [
-        f"relift.enable={str(arm == 'relift').lower()}",
-        f"trainer.experiment_name={arm}",
+        *overrides,
+        f"trainer.experiment_name={os.path.basename(arm)}",
         f"data.seed={seed}",
         f"actor_rollout_ref.rollout.seed={seed}",
         f"actor_rollout_ref.actor.data_loader_seed={seed}",
@@ -76,7 +85,7 @@ def run_rl(arm: str, inputs: dict, work: str, steps: int, seed: int) -> dict:
     return {
         **curve_fields(curve),
         "demos_used": int(last.get("relift/demos_used", 0)),
-        "demos_available": len(rows) * toy_config()["data"]["train_batch_size"],
+        "demos_available": len(rows) * toy_config().data.train_batch_size,
         "step_time_s": step_time(rows),
         "wall_s": time.time() - start,
         "sft_updates": int(last.get("relift/sft_updates_total", 0)),
@@ -90,7 +99,7 @@ def evaluate_greedy(model: str, val: str, out: str, name: str) -> dict[str, floa
     """Held-out accuracy per type of one saved model, by `python -m relift.eval run` (greedy)."""
     subprocess.run(
         [sys.executable, "-m", "relift.eval", "run", model, "--name", name, "--data", val, "--out", out,
-         "--temperature", "0", "--max-new-tokens", str(toy_config()["data"]["max_response_length"]),
+         "--temperature", "0", "--max-new-tokens", str(toy_config().data.max_response_length),
          "--batch-size", "640"],
         check=True, stdout=subprocess.DEVNULL,
     )
@@ -99,18 +108,19 @@ def evaluate_greedy(model: str, val: str, out: str, name: str) -> dict[str, floa
     return with_overall({t: summary[DATA_SOURCE.format(t)]["avg@1"] for t in TYPES})
 
 
-def run_sft(inputs: dict, work: str, steps: int, seed: int) -> dict:
+def run_sft(inputs: dict, work: str, steps: int, seed: int, name: str = "sft") -> dict:
+    """veRL's SFT trainer for `steps` steps; its HF model every test_freq steps is evaluated greedily."""
     start = time.time()
     toy = toy_config()
-    run_dir, test_freq = os.path.join(work, "sft"), toy["trainer"]["test_freq"]
+    run_dir, test_freq = os.path.join(work, name), toy.trainer.test_freq
     # veRL's SFT trainer resumes from a run directory's checkpoints and relift.eval skips samples it
     # finds: a rerun starts clean.
     shutil.rmtree(run_dir, ignore_errors=True)
     subprocess.run(
         [sys.executable, "-m", "relift.sft_baseline", "--train", inputs["train"], "--model", inputs["model"],
-         "--out", run_dir, "--steps", str(steps), "--batch-size", str(toy["data"]["train_batch_size"]),
-         "--lr", str(toy["relift"]["optim"]["lr"]), "--save-freq", str(test_freq), "--device", "cpu",
-         f"data.micro_batch_size_per_gpu={toy['relift']['sft_micro_batch_size_per_gpu']}", f"trainer.seed={seed}"],
+         "--out", run_dir, "--steps", str(steps), "--batch-size", str(toy.data.train_batch_size),
+         "--lr", str(toy.relift.optim.lr), "--save-freq", str(test_freq), "--device", "cpu",
+         f"data.micro_batch_size_per_gpu={toy.relift.sft_micro_batch_size_per_gpu}", f"trainer.seed={seed}"],
         check=True, stdout=subprocess.DEVNULL,
     )
     train_s = time.time() - start
@@ -119,14 +129,43 @@ def run_sft(inputs: dict, work: str, steps: int, seed: int) -> dict:
     for step in range(test_freq, steps + 1, test_freq):
         model = os.path.join(run_dir, "checkpoints", f"global_step_{step}", "huggingface")
         curve.append((step, evaluate_greedy(model, inputs["val"], eval_dir, f"step{step}")))
-    batch = toy["data"]["train_batch_size"]
+    batch = toy.data.train_batch_size
     return {
         **curve_fields(curve),
         "demos_used": steps * batch,
         "demos_available": steps * batch,
         "step_time_s": train_s / steps,
         "wall_s": time.time() - start,
+        "model": os.path.join(run_dir, "checkpoints", f"global_step_{steps}", "huggingface"),
     }
+
+
+def run_sft_rl(inputs: dict, work: str, steps: int, seed: int) -> dict:
+    """`sft` for SFT_RL_SPLIT of the steps, then GRPO from its last model; one curve over both stages."""
+    start = time.time()
+    sft_steps = int(steps * SFT_RL_SPLIT)
+    sft = run_sft(inputs, work, sft_steps, seed, name="sft_rl/sft")
+    rl = run_rl("sft_rl/rl", {**inputs, "model": sft["model"]}, work, steps - sft_steps, seed, RL_ARMS["grpo"])
+    curve = {t: sft["curve_per_type"][t] + [[s + sft_steps, v] for s, v in rl["curve_per_type"][t] if s > 0]
+             for t in TYPES}
+    overall = sft["curve"] + [[s + sft_steps, v] for s, v in rl["curve"] if s > 0]
+    return {
+        "final": rl["final"],
+        "curve": overall,
+        "curve_per_type": curve,
+        "demos_used": sft["demos_used"],
+        "demos_available": sft["demos_available"] + rl["demos_available"],
+        "step_time_s": (sft["step_time_s"] * sft_steps + rl["step_time_s"] * (steps - sft_steps)) / steps,
+        "wall_s": time.time() - start,
+    }
+
+
+def run_arm(arm: str, inputs: dict, work: str, steps: int, seed: int) -> dict:
+    if arm == "sft":
+        return run_sft(inputs, work, steps, seed)
+    if arm == "sft_rl":
+        return run_sft_rl(inputs, work, steps, seed)
+    return run_rl(arm, inputs, work, steps, seed, RL_ARMS[arm])
 
 
 def run_seed(seed: int, steps: int, work: str, arms: tuple[str, ...]) -> dict[str, dict]:
@@ -135,7 +174,7 @@ def run_seed(seed: int, steps: int, work: str, arms: tuple[str, ...]) -> dict[st
     results = {}
     for arm in arms:
         print(f"[toy_repro] seed {seed}: {arm}", flush=True)
-        results[arm] = run_sft(inputs, work, steps, seed) if arm == "sft" else run_rl(arm, inputs, work, steps, seed)
+        results[arm] = run_arm(arm, inputs, work, steps, seed)
         final = results[arm]["final"]
         print(f"[toy_repro] seed {seed}: {arm} held-out {final['overall']:.3f} "
               + " ".join(f"{t} {v:.3f}" for t, v in final["per_type"].items())
@@ -143,15 +182,21 @@ def run_seed(seed: int, steps: int, work: str, arms: tuple[str, ...]) -> dict[st
     return results
 
 
+def lowest(result: dict, kind: str = KEPT) -> float:
+    """The lowest held-out accuracy of one type over a run's validations, step 0 included."""
+    return min(acc for _, acc in result["curve_per_type"][kind])
+
+
 def target_checks(seed_result: dict[str, dict]) -> list[tuple[str, float, bool]]:
     """(target, measured margin, met) for one seed; a margin >= 0 meets the target."""
-    relift, grpo, sft = seed_result["relift"], seed_result["grpo"], seed_result["sft"]
+    relift, grpo, sft, sft_rl = (seed_result[arm] for arm in ("relift", "grpo", "sft", "sft_rl"))
     never = min(relift["final"]["per_type"][t] - grpo["final"]["per_type"][t] for t in NEVER_SOLVED)
     margins = [
-        relift["final"]["overall"] - grpo["final"]["overall"] - 0.10,
-        never - 0.20,
+        lowest(relift) - 0.80,
         relift["final"]["overall"] - sft["final"]["overall"] + 0.02,
+        relift["final"]["overall"] - sft_rl["final"]["overall"] + 0.02,
         0.30 - relift["demos_used"] / sft["demos_used"],
+        never - 0.20,
         1.10 - relift["step_time_s"] / grpo["step_time_s"],
     ]
     return [(name, margin, margin >= 0) for name, margin in zip(TARGETS, margins, strict=True)]
@@ -171,6 +216,7 @@ def markdown(result: dict) -> str:
 
     rows = [("held-out overall", lambda r: r["final"]["overall"])]
     rows += [(f"held-out {t}", lambda r, t=t: r["final"]["per_type"][t]) for t in TYPES]
+    rows += [(f"lowest held-out {KEPT} over the run", lowest)]
     rows += [("demos used", lambda r: r["demos_used"]), ("seconds per step", lambda r: r["step_time_s"]),
              ("wall seconds", lambda r: r["wall_s"])]
     lines = [f"Mean ± standard deviation over seeds {', '.join(seeds)}; held-out accuracy is greedy on "
@@ -197,7 +243,8 @@ def plot(result: dict, path: str) -> None:
     panels = (*TYPES, "overall")
     rows = (len(panels) + 1) // 2
     fig, axes = plt.subplots(rows + 1, 2, figsize=(10, 3 * (rows + 1)), sharex=True)
-    colors = {"grpo": "tab:blue", "sft": "tab:gray", "relift": "tab:red"}
+    colors = {"grpo": "tab:blue", "sft": "tab:gray", "sft_rl": "tab:purple", "relift_paper": "tab:orange",
+              "relift": "tab:red"}
     for ax in axes[:rows].flat[len(panels):]:
         ax.axis("off")
     for ax, panel in zip(axes[:rows].flat, panels):
@@ -209,18 +256,18 @@ def plot(result: dict, path: str) -> None:
         ax.set_title(f"held-out {panel}")
         ax.set_ylim(-0.02, 1.02)
     axes[0, 0].legend(fontsize=7)
-    if "relift" in result["arms"]:
-        for i, (seed, r) in enumerate(sorted(result["arms"]["relift"]["seeds"].items())):
+    for arm in ("relift_paper", "relift"):
+        for i, (seed, r) in enumerate(sorted(result["arms"].get(arm, {"seeds": {}})["seeds"].items())):
             style = "-" if i == 0 else "--"
-            axes[rows, 0].plot(*zip(*r["buffer_size"], strict=True), style, color="tab:orange", label=f"seed {seed}")
-            axes[rows, 1].plot(*zip(*r["sft_updates_per_step"], strict=True), style, color="tab:green",
-                               label=f"seed {seed}")
-        axes[rows, 0].set_title("ReLIFT buffer size")
-        axes[rows, 1].set_title("ReLIFT supervised updates per step")
-        axes[rows, 0].legend(fontsize=7)
+            axes[rows, 0].plot(*zip(*r["buffer_size"], strict=True), style, color=colors[arm], label=f"{arm} seed {seed}")
+            updates = [[s, sum(u for t, u in r["sft_updates_per_step"] if t <= s)] for s, _ in r["sft_updates_per_step"]]
+            axes[rows, 1].plot(*zip(*updates, strict=True), style, color=colors[arm], label=f"{arm} seed {seed}")
+    axes[rows, 0].set_title("buffer size")
+    axes[rows, 1].set_title("supervised updates so far")
+    axes[rows, 0].legend(fontsize=7)
     for ax in axes[rows]:
         ax.set_xlabel("training step")
-    fig.suptitle("GRPO vs SFT vs ReLIFT on the digit-task toy (tiny Qwen2 warm-started on copy)")
+    fig.suptitle("GRPO, SFT, SFT->RL and ReLIFT on the digit-task toy (tiny Qwen2 warm-started on copy)")
     fig.tight_layout()
     write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)

@@ -13,10 +13,10 @@ if [ "$DEVICE" = gpu ] && ! python3 -c 'import sys, torch; sys.exit(not torch.cu
     exit 0
 fi
 OUT=${OUT:-outputs/gpu-smoke}
-python3 -m relift.digit_tasks --out "$OUT/data" --train-rows 48 --val-per-type 2 > /dev/null
+python3 -m relift.toy.digit_tasks --out "$OUT/data" --train-rows 48 --val-per-type 2 > /dev/null
 if [ -z "${MODEL:-}" ]; then
     MODEL=$OUT/tiny-model
-    python3 -m relift.tiny_model --data "$OUT/data/train.parquet" --out "$MODEL" > /dev/null 2>&1
+    python3 -m relift.toy.tiny_model --data "$OUT/data/train.parquet" --out "$MODEL" > /dev/null 2>&1
 fi
 
 for arm in relift grpo; do
@@ -40,7 +40,7 @@ done
 python3 - "$OUT" <<'EOF'
 import sys
 
-from relift.demo import read_metrics
+from relift.toy.runs import read_metrics
 
 out = sys.argv[1]
 arms = {arm: read_metrics(f"{out}/{arm}.jsonl") for arm in ("grpo", "relift")}

@@ -35,7 +35,7 @@ def config_problems(config: DictConfig) -> list[str]:
     if not actor.use_dynamic_bsz:
         problems += _rl_micro_batch_problems(config, world)
     if config.relift.enable:
-        problems += _supervised_problems(config, world)
+        problems += _supervised_problems(config, world) + _stabilizer_problems(config)
     if config.relift.teacher.enable:
         problems += _teacher_problems(config)
     return problems
@@ -162,3 +162,48 @@ def resume_problem(config: DictConfig) -> str | None:
         folder = os.path.join(trainer.default_local_dir, f"global_step_{step}")
     path = os.path.join(folder, STATE_FILE)
     return None if os.path.exists(path) else resume_state_missing(path)
+
+
+def replay_granularity(config: DictConfig) -> int:
+    """What the number of replayed responses in a supervised batch must be a multiple of, for the batch to
+    split over the data-parallel ranks and, without dynamic batch sizes, into whole micro-batches."""
+    actor, dp = config.actor_rollout_ref.actor, config.trainer.n_gpus_per_node * config.trainer.nnodes
+    if actor.use_dynamic_bsz:
+        return dp
+    return dp * (config.relift.sft_micro_batch_size_per_gpu or actor.ppo_micro_batch_size_per_gpu)
+
+
+def replayed_per_update(config: DictConfig) -> int:
+    """Correct responses of the policy's own added to each supervised update: relift.replay.share of the
+    batch of sft_trigger_size demonstrations plus them, rounded down to `replay_granularity`."""
+    relift, unit = config.relift, replay_granularity(config)
+    share = relift.replay.share
+    return int(relift.sft_trigger_size * share / (1 - share)) // unit * unit if 0 < share < 1 else 0
+
+
+def _stabilizer_problems(config: DictConfig) -> list[str]:
+    from relift.sft import TOKEN_WEIGHTINGS
+
+    relift = config.relift
+    problems = []
+    if not 0 <= relift.replay.share < 1:
+        problems.append(f"relift.replay.share={relift.replay.share} must be in [0, 1): e.g. relift.replay.share=0.5")
+    elif relift.replay.share > 0 and not replayed_per_update(config):
+        problems.append(
+            f"relift.replay.share={relift.replay.share} replays no response: relift.sft_trigger_size="
+            f"{relift.sft_trigger_size} x share / (1 - share) is below {replay_granularity(config)} (one micro-batch "
+            "per data-parallel rank); raise relift.replay.share"
+        )
+    if relift.replay.share > 0 and not (relift.replay.pool_size or 0) > 0:
+        problems.append(f"relift.replay.pool_size={relift.replay.pool_size} must be positive: e.g. 256")
+    if relift.sft_loss.weighting not in TOKEN_WEIGHTINGS:
+        problems.append(f"relift.sft_loss.weighting={relift.sft_loss.weighting} is not one of {', '.join(TOKEN_WEIGHTINGS)}")
+    if not 0 < relift.sft_loss.trust_region_alpha <= 1:
+        problems.append(f"relift.sft_loss.trust_region_alpha={relift.sft_loss.trust_region_alpha} must be in (0, 1]: e.g. 0.1")
+    if relift.optim.warmup_updates < 0:
+        problems.append(f"relift.optim.warmup_updates={relift.optim.warmup_updates} must be >= 0 (0: no warm-up)")
+    if relift.guard.window < 1:
+        problems.append(f"relift.guard.window={relift.guard.window} must be >= 1 step: e.g. 5")
+    if relift.guard.max_rise is not None and not 0 <= relift.guard.max_rise <= 1:
+        problems.append(f"relift.guard.max_rise={relift.guard.max_rise} must be in [0, 1] or null (guard off): e.g. 0.2")
+    return problems

@@ -2,9 +2,9 @@
 
     python -m relift.demo --out outputs/cpu-demo [--steps 60] [--seed 0] [hydra overrides ...]
 
-1. digit-task questions with demonstrations (relift/digit_tasks.py: copy, inc, dbl of five digits),
+1. digit-task questions with demonstrations (relift/toy/digit_tasks.py: copy, inc, dbl of five digits),
    enough for --steps steps, and 640 fresh held-out questions per type;
-2. a tiny Qwen2 model and tokenizer, warm-started on `copy` only (relift/tiny_model.py), so RL has
+2. a tiny Qwen2 model and tokenizer, warm-started on `copy` only (relift/toy/tiny_model.py), so RL has
    questions it sometimes solves and ReLIFT has questions (`inc`, `dbl`) it never does;
 3. `python -m relift.main device=cpu toy=digits ...`: veRL's RayPPOTrainer loop with ReLIFTTrainer's
    hooks, held-out accuracy per type by veRL's validation (greedy) before training and every 10 steps;
@@ -20,117 +20,12 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 
-from relift.checks import latest_step
+from relift import accounting
 from relift.data import write_atomic, write_text_atomic
-from relift.digit_tasks import DATA_SOURCE, TYPES, build
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WARM_START_STEPS = 300
-WARM_START_ROWS = 4096
-VAL_PER_TYPE = 640
-
-
-def _run(cmd: list[str], log_path: str | None = None, env: dict | None = None) -> None:
-    print("$ " + " ".join(cmd), flush=True)
-    if log_path is None:
-        subprocess.run(cmd, check=True, env=env)
-        return
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        for line in process.stdout:
-            log.write(line)
-            log.flush()
-            # The full veRL/Ray log goes to the file; the terminal gets ReLIFT's one line per step.
-            if "[relift]" in line or "Error" in line or "Traceback" in line:
-                print(line.split("[0m ", 1)[-1].rstrip(), flush=True)
-        if process.wait():
-            raise SystemExit(f"training failed (exit {process.returncode}); full log: {log_path}")
-
-
-def toy_config() -> dict:
-    """relift/config/toy/digits.yaml, the toy's one source of truth (batch size, validation frequency)."""
-    import yaml
-
-    with open(os.path.join(REPO, "relift", "config", "toy", "digits.yaml")) as f:
-        return yaml.safe_load(f)
-
-
-def build_inputs(out: str, steps: int, seed: int = 0, warm_start_steps: int = WARM_START_STEPS) -> dict[str, str]:
-    """Digit-task data for `steps` steps of `toy=digits` batches and the warm-started tiny model under
-    `out` (the model is reused when present)."""
-    data_dir, model_dir = os.path.join(out, "data"), os.path.join(out, "tiny-model")
-    paths = build(data_dir, train_rows=steps * toy_config()["data"]["train_batch_size"], val_per_type=VAL_PER_TYPE,
-                  warm_start_rows=WARM_START_ROWS, seed=seed)
-    if not os.path.exists(os.path.join(model_dir, "model.safetensors")):
-        _run([sys.executable, "-m", "relift.tiny_model", "--data", paths["train"], "--out", model_dir,
-              "--warm-start-data", paths["warm_start"], "--warm-start-steps", str(warm_start_steps), "--seed", str(seed)])
-    return {"model": model_dir, "train": paths["train"], "val": paths["val"]}
-
-
-def read_metrics(path: str) -> list[dict]:
-    """veRL's file logger lines -> one dict per training step (step 0 = validation before training)."""
-    rows = []
-    with open(path) as f:
-        for line in f:
-            record = json.loads(line)
-            rows.append({"step": record["step"], **record["data"]})
-    return [r for r in rows if "relift/buffer_size" in r or "critic/score/mean" in r]
-
-
-def with_overall(per_type: dict[str, float]) -> dict[str, float]:
-    """Accuracy per type plus "overall", their mean (the types have equally many held-out questions)."""
-    return {**per_type, "overall": sum(per_type[t] for t in TYPES) / len(TYPES)}
-
-
-def held_out(path: str) -> list[tuple[int, dict[str, float]]]:
-    """(step, {type: accuracy, "overall": mean over types}) for every validation in a metrics log."""
-    curve = []
-    with open(path) as f:
-        for line in f:
-            record = json.loads(line)
-            data = record["data"]
-            per_type = {t: data.get(f"val-core/{DATA_SOURCE.format(t)}/acc/mean@1") for t in TYPES}
-            if all(v is not None for v in per_type.values()):
-                curve.append((record["step"], with_overall(per_type)))
-    return curve
-
-
-def train(inputs: dict[str, str], run_dir: str, steps: int, overrides: list[str]) -> str:
-    """One `python -m relift.main device=cpu toy=digits` run; returns the path of its metrics log."""
-    ckpt_dir, metrics_path = os.path.join(run_dir, "checkpoints"), os.path.join(run_dir, "metrics.jsonl")
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
-    if os.path.exists(metrics_path):
-        os.remove(metrics_path)
-    os.makedirs(run_dir, exist_ok=True)
-    command = [
-        sys.executable, "-m", "relift.main",
-        "device=cpu",
-        "toy=digits",
-        f"actor_rollout_ref.model.path={inputs['model']}",
-        f"data.train_files={inputs['train']}",
-        f"data.val_files={inputs['val']}",
-        f"trainer.total_training_steps={steps}",
-        f"trainer.save_freq={steps}",
-        "trainer.logger=[file]",
-        f"trainer.default_local_dir={ckpt_dir}",
-        "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]",
-        *overrides,
-    ]
-    env = {**os.environ, "VERL_FILE_LOGGER_PATH": metrics_path, "PYTHONUNBUFFERED": "1"}
-    _run(command, log_path=os.path.join(run_dir, "train.log"), env=env)
-    return metrics_path
-
-
-def latest_hf_model(ckpt_dir: str) -> str:
-    """The Hugging Face model of the checkpoint veRL marked as the latest."""
-    step = latest_step(ckpt_dir)
-    if step is None:
-        raise FileNotFoundError(f"{ckpt_dir}: no checkpoint marked as the latest")
-    return os.path.join(ckpt_dir, f"global_step_{step}", "actor", "huggingface")
+from relift.toy.digit_tasks import TYPES
+from relift.toy.runs import VAL_PER_TYPE, build_inputs, held_out, latest_hf_model, read_metrics, train
 
 
 def plot(rows: list[dict], curve: list[tuple[int, dict]], path: str, title: str) -> None:
@@ -144,6 +39,7 @@ def plot(rows: list[dict], curve: list[tuple[int, dict]], path: str, title: str)
     for name in (*TYPES, "overall"):
         axes[0].plot([s for s, _ in curve], [v[name] for _, v in curve], marker="o",
                      linewidth=2.5 if name == "overall" else 1.5, color="black" if name == "overall" else None, label=name)
+    axes[0].axhline(KEPT_FLOOR, color="gray", linestyle=":", linewidth=1, label=f"{KEPT} floor {KEPT_FLOOR:.2f}")
     axes[0].set_ylabel("held-out accuracy (greedy)")
     axes[0].set_ylim(-0.02, 1.02)
     axes[0].legend(loc="best")
@@ -160,19 +56,27 @@ def plot(rows: list[dict], curve: list[tuple[int, dict]], path: str, title: str)
     plt.close(fig)
 
 
-def summarize(rows: list[dict], curve: list[tuple[int, dict]], wall_s: float) -> dict:
+KEPT = "copy"  # what the warm start knew
+KEPT_FLOOR = 0.80
+
+
+def summarize(rows: list[dict], curve: list[tuple[int, dict]], wall_s: float, compute: dict) -> dict:
     last = rows[-1]
+    lowest_step, lowest = min(((step, acc[KEPT]) for step, acc in curve), key=lambda x: (x[1], x[0]))
     return {
         "steps": last["step"],
         "held_out_before": curve[0][1],
         "held_out_after": curve[-1][1],
         "held_out_curve": curve,
+        f"lowest_{KEPT}": {"step": lowest_step, "accuracy": lowest},
+        "kept_what_it_knew": lowest >= KEPT_FLOOR,
         "hardest_questions_seen": int(last["relift/hardest_seen_total"]),
         "supervised_updates": int(last["relift/sft_updates_total"]),
         "demos_used": int(last["relift/demos_used"]),
         "demos_used_frac": last["relift/demos_used_frac"],
         "seconds_per_step": sum(r["timing_s/step"] for r in rows) / len(rows),
         "wall_time_s": round(wall_s, 1),
+        "compute": compute,
     }
 
 
@@ -193,19 +97,26 @@ def main(argv: list[str] | None = None) -> None:
     shutil.rmtree(final_model, ignore_errors=True)
     shutil.copytree(latest_hf_model(os.path.join(out, "checkpoints")), final_model)
     plot(rows, curve, os.path.join(out, "relift.png"), "ReLIFT on CPU: tiny Qwen2 warm-started on copy")
-    summary = summarize(rows, curve, time.time() - start)
+    compute = accounting.load(os.path.join(out, "checkpoints", accounting.SUMMARY_FILE))
+    summary = summarize(rows, curve, time.time() - start, compute.summary())
     write_text_atomic(os.path.join(out, "summary.json"), json.dumps(summary, indent=2))
 
     before, after = summary["held_out_before"], summary["held_out_after"]
+    lowest = summary[f"lowest_{KEPT}"]
     print("\n=== ReLIFT CPU demo ===")
     print(f"steps                    {summary['steps']}")
     print(f"held-out accuracy        {'  '.join(f'{t} {before[t]:.2f}->{after[t]:.2f}' for t in (*TYPES, 'overall'))}")
-    print(f"                         (greedy, {VAL_PER_TYPE} fresh questions per type)")
+    print(f"                         (greedy, {VAL_PER_TYPE} fresh questions per type, every 10 steps)")
+    print("curve (overall)          " + " -> ".join(f"{acc['overall']:.2f}" for _, acc in curve))
+    verdict = "kept" if summary["kept_what_it_knew"] else "LOST"
+    print(f"what the warm start knew {verdict}: held-out {KEPT} never below {lowest['accuracy']:.2f} "
+          f"(step {lowest['step']}; floor {KEPT_FLOOR:.2f})")
     print(f"hardest questions seen   {summary['hardest_questions_seen']}")
     print(f"supervised updates       {summary['supervised_updates']}")
     print(f"demonstrations used      {summary['demos_used']} ({summary['demos_used_frac']:.1%} of the training questions)")
     print(f"wall time                {summary['wall_time_s']:.0f} s ({summary['seconds_per_step']:.1f} s per step)")
     print(f"outputs                  {out}/{{metrics.jsonl, relift.png, summary.json, final_model/}}")
+    print("\n".join(compute.lines()))
 
 
 if __name__ == "__main__":

@@ -106,6 +106,30 @@ def build_sft_batch(
     return SFTBatch(tensors=tensors, truncated=truncated)
 
 
+TOKEN_WEIGHTINGS = ("nll", "chord", "trust_region")
+
+
+def token_weights(log_probs: torch.Tensor, weighting: str, trust_region_alpha: float) -> torch.Tensor | None:
+    """Per-token weights on the demonstration NLL, as functions of the token's probability p under the
+    policy, without gradient (log_probs: (b, R); returns (b, R), or None for plain NLL):
+
+    - "nll": 1 (plain SFT);
+    - "chord": p (1 - p), CHORD's phi (arXiv 2508.11408): tokens the policy is already sure
+      of, or finds very unlikely, move it less;
+    - "trust_region": p / max(p, alpha), TRAPO's trust-region SFT (arXiv 2512.17636): the
+      gradient of -log p inside the trust region p >= alpha, of -p / alpha outside it, so that a token the
+      policy finds very unlikely no longer gets a 1/p-sized push.
+    """
+    if weighting == "nll":
+        return None
+    p = log_probs.detach().exp()
+    if weighting == "chord":
+        return p * (1 - p)
+    if weighting == "trust_region":
+        return (p / trust_region_alpha).clamp(max=1.0)
+    raise ValueError(f"unknown supervised token weighting {weighting!r}; expected one of {TOKEN_WEIGHTINGS}")
+
+
 def sft_loss(
     log_probs: torch.Tensor,
     entropy: torch.Tensor | None,
@@ -114,19 +138,24 @@ def sft_loss(
     global_num_tokens: float,
     dp_size: int,
     entropy_coeff: float,
+    weighting: str = "nll",
+    trust_region_alpha: float = 0.1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token-mean NLL over the demonstration tokens of the whole (global) supervised batch.
+    """Token-mean (weighted) NLL over the demonstration tokens of the whole (global) supervised batch.
 
     log_probs, entropy, response_mask: (b, R) for this rank's micro-batch.
     global_num_tokens: demonstration tokens in the mini-batch summed over all data-parallel ranks.
     The sum is multiplied by dp_size because data-parallel gradient reduction averages over ranks:
     the reduced gradient is then exactly that of the global token mean, whatever the world size.
+    weighting, trust_region_alpha: see `token_weights`; the mean divides by the token count, not by
+    the sum of the weights, as both sources do.
 
-    Returns (loss to backpropagate, this micro-batch's NLL summed over its tokens / global tokens).
+    Returns (loss to backpropagate, this micro-batch's plain NLL summed over its tokens / global tokens).
     """
     mask = response_mask.to(log_probs.dtype)
     nll = -(log_probs * mask).sum() / global_num_tokens
-    loss = nll
+    weights = token_weights(log_probs, weighting, trust_region_alpha)
+    loss = nll if weights is None else -(weights * log_probs * mask).sum() / global_num_tokens
     if entropy is not None and entropy_coeff != 0.0:
         loss = loss - entropy_coeff * (entropy * mask).sum() / global_num_tokens
     return loss * dp_size, nll.detach()

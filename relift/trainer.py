@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import time
 import warnings
 
@@ -41,9 +42,18 @@ from verl.utils import tensordict_utils as tu
 from verl.workers.utils.padding import left_right_2_no_padding
 
 from relift import best
-from relift.buffer import HardQuestion, HardQuestionBuffer
-from relift.checks import STATE_FILE, config_problems, latest_step, resume_state_missing
+from relift.accounting import SUMMARY_FILE, Account
+from relift.buffer import CorrectResponse, HardQuestion, QuestionBuffer
+from relift.checks import (
+    STATE_FILE,
+    config_problems,
+    latest_step,
+    replay_granularity,
+    replayed_per_update,
+    resume_state_missing,
+)
 from relift.data import write_text_atomic
+from relift.guard import RunawayGuard
 from relift.hardest import group_outcomes
 from relift.reward import grading_health
 from relift.sft import build_sft_batch, demonstration_text, strip_think_prefix
@@ -63,7 +73,11 @@ class ReLIFTTrainer(RayPPOTrainer):
             warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
             super().__init__(*args, **kwargs)
         self.relift = self.config.relift
-        self.buffer = HardQuestionBuffer(capacity=self.relift.buffer_capacity)
+        self.buffer = QuestionBuffer(HardQuestion, capacity=self.relift.buffer_capacity)
+        self.replay = QuestionBuffer(CorrectResponse, capacity=self.relift.replay.pool_size)
+        self.replayed_per_update = replayed_per_update(self.config)
+        self.replay_granularity = replay_granularity(self.config)
+        self.guard = RunawayGuard(self.relift.guard.max_rise, self.relift.guard.window)
         self.counters = {
             "sft_updates": 0,
             "hardest_seen": 0,
@@ -71,6 +85,11 @@ class ReLIFTTrainer(RayPPOTrainer):
             "demos_truncated": 0,
         }
         self.demos_used: set[str] = set()
+        world = self.config.trainer.n_gpus_per_node * self.config.trainer.nnodes
+        self.account = Account(arm="relift" if self.relift.enable else "rl", experiment=self.config.trainer.experiment_name,
+                               device=self.config.trainer.device, devices=world)
+        self._started = time.monotonic()  # this session's start; a resume adds the checkpoint's wall time
+        self._wall_before = 0.0
         self.best_score: float | None = None
         self.teacher: TeacherQueue | None = None
         if self.relift.enable and self.relift.teacher.enable:
@@ -84,15 +103,18 @@ class ReLIFTTrainer(RayPPOTrainer):
 
     def init_workers(self):
         super().init_workers()
+        if self.relift.log_update_size:
+            self.actor_rollout_wg.log_update_size(True)
         if self.relift.enable:
             optim = self.relift.optim
             self.actor_rollout_wg.init_sft(
-                lr=optim.lr,
                 betas=list(optim.betas),
                 weight_decay=optim.weight_decay,
                 grad_clip=optim.grad_clip,
                 entropy_coeff=self.relift.entropy_coeff,
                 offload=self.relift.offload_sft_optimizer,
+                token_weighting=self.relift.sft_loss.weighting,
+                trust_region_alpha=self.relift.sft_loss.trust_region_alpha,
             )
 
     def _get_gen_batch(self, batch: DataProto) -> DataProto:
@@ -103,6 +125,20 @@ class ReLIFTTrainer(RayPPOTrainer):
             batch.non_tensor_batch["relift_question"] = gen_batch.non_tensor_batch["raw_prompt"].copy()
         return gen_batch
 
+    def fit(self):
+        """veRL's fit(), then the run's compute summary (relift.accounting)."""
+        super().fit()
+        self._update_account(steps=self.global_steps - 1)  # veRL counts one past the last step
+        account = self.account.summary()
+        write_text_atomic(os.path.join(self.config.trainer.default_local_dir, SUMMARY_FILE), json.dumps(account, indent=2))
+        print("\n".join(self.account.lines()), flush=True)
+
+    def _update_account(self, steps: int) -> None:
+        self.account.steps = steps
+        self.account.wall_s = self._wall_before + time.monotonic() - self._started
+        self.account.demos_available = len(self.train_dataset)
+        self.account.demos_used = len(self.demos_used)
+
     def _update_actor(self, batch: DataProto) -> DataProto:
         health = grading_health(batch.non_tensor_batch)
         if health.get("grader/failures", 0) == health.get("grader/answers", 0) > 0:
@@ -112,6 +148,9 @@ class ReLIFTTrainer(RayPPOTrainer):
                 "training on rewards of 0"
             )
         output = super()._update_actor(batch)
+        tokens = int(batch.batch["response_mask"].sum())
+        self.account.tokens_generated += tokens  # GRPO trains on every sampled response
+        self.account.rl_tokens_trained += tokens
         output.meta_info["metrics"].update(health)
         if self.relift.enable:
             output.meta_info["metrics"].update(self._relift_step(batch))
@@ -142,6 +181,9 @@ class ReLIFTTrainer(RayPPOTrainer):
                     })
                 continue
             self._buffer_demonstration(question_id, prompt_ids, demonstration)
+        if self.replayed_per_update:
+            for row in outcome.correct_rows:
+                self._remember_correct_response(batch, row)
         teacher_metrics = {}
         if self.teacher is not None:  # replies that arrived since the last step, asked at this one or before
             try:
@@ -162,15 +204,21 @@ class ReLIFTTrainer(RayPPOTrainer):
             "timing_s/relift_sft": 0.0,
         }
         updates = 0
-        while len(self.buffer) >= self.relift.sft_trigger_size and updates < self.relift.max_sft_updates_per_step:
+        allowed = self.guard.allows(metrics["relift/solve_none_frac"])
+        while (allowed and len(self.buffer) >= self.relift.sft_trigger_size
+               and updates < self.relift.max_sft_updates_per_step):
             start = time.perf_counter()
             sft_metrics = self._sft_update(self.buffer.pop_newest(self.relift.sft_trigger_size))
             metrics["timing_s/relift_sft"] += time.perf_counter() - start
+            self.account.sft_wall_s += time.perf_counter() - start
             metrics.update(sft_metrics)
             updates += 1
-        self.counters["sft_updates"] += updates
+            self.counters["sft_updates"] += 1
+        due = len(self.buffer) >= self.relift.sft_trigger_size
         metrics.update(
             {
+                "relift/sft_held": int(not allowed and due),
+                "relift/replay_pool": len(self.replay),
                 "relift/sft_updates": updates,
                 "relift/sft_updates_total": self.counters["sft_updates"],
                 "relift/buffer_size": len(self.buffer),
@@ -190,6 +238,13 @@ class ReLIFTTrainer(RayPPOTrainer):
         self.buffer.push(HardQuestion(question_id=question_id, prompt_ids=prompt_ids,
                                       demonstration=strip_think_prefix(rendered, demonstration)))
 
+    def _remember_correct_response(self, batch: DataProto, row: int) -> None:
+        """Keep a correct response that ended with EOS and fits a supervised sequence, without its EOS."""
+        response = batch.batch["responses"][row][batch.batch["response_mask"][row].bool()].tolist()
+        if response and response[-1] == self.tokenizer.eos_token_id and len(response) <= self.relift.max_target_len:
+            prompt_ids = self._prompt_ids(batch, row)
+            self.replay.push(CorrectResponse(_question_id(prompt_ids), prompt_ids, response[:-1]))
+
     @staticmethod
     def _prompt_ids(batch: DataProto, row: int) -> list[int]:
         """The prompt token ids the rollout used for this row (the batch holds them left-padded)."""
@@ -197,41 +252,61 @@ class ReLIFTTrainer(RayPPOTrainer):
         prompt_mask = batch.batch["attention_mask"][row, : prompts.shape[0]].bool()
         return prompts[prompt_mask].tolist()
 
+    def _sft_lr(self) -> float:
+        """The supervised lr of the next update: linear warm-up over relift.optim.warmup_updates."""
+        warmup = self.relift.optim.warmup_updates
+        return self.relift.optim.lr * min(1.0, (self.counters["sft_updates"] + 1) / warmup) if warmup else self.relift.optim.lr
+
     def _sft_update(self, questions: list[HardQuestion]) -> dict:
-        demonstration_ids = [self.tokenizer.encode(q.demonstration, add_special_tokens=False) for q in questions]
+        """One supervised update on the questions' demonstrations plus relift.replay's share of the policy's
+        own earlier correct responses (a draw seeded by the update's index, so a resume draws the same)."""
+        rng = random.Random(f"{self.config.data.seed}-{self.counters['sft_updates']}")
+        replayed = self.replay.sample(self.replayed_per_update, rng)
+        replayed = replayed[: len(replayed) // self.replay_granularity * self.replay_granularity]
         sft_batch = build_sft_batch(
-            [q.prompt_ids for q in questions],
-            demonstration_ids,
+            [q.prompt_ids for q in questions] + [r.prompt_ids for r in replayed],
+            [self.tokenizer.encode(q.demonstration, add_special_tokens=False) for q in questions]
+            + [r.response_ids for r in replayed],
             eos_token_id=self.tokenizer.eos_token_id,
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0,
             max_target_len=self.relift.max_target_len,
         )
+        size = len(questions) + len(replayed)
+        lr = self._sft_lr()
         data = DataProto.from_dict(tensors=sft_batch.tensors, meta_info={"temperature": 1.0})
         data_td = left_right_2_no_padding(data.to_tensordict())
         tu.assign_non_tensor(
             data_td,
             calculate_entropy=self.relift.entropy_coeff != 0.0,
-            global_batch_size=len(questions),
-            mini_batch_size=len(questions),
+            global_batch_size=size,
+            mini_batch_size=size,
             epochs=1,
             seed=self.config.actor_rollout_ref.actor.data_loader_seed,
             dataloader_kwargs={"shuffle": False},
             compute_loss=True,
+            lr=lr,
         )
         if self.relift.sft_micro_batch_size_per_gpu is not None:  # else the actor's own micro-batching
             tu.assign_non_tensor(data_td, micro_batch_size_per_gpu=self.relift.sft_micro_batch_size_per_gpu)
         output = self.actor_rollout_wg.sft_update(data_td)
         worker_metrics = tu.get(output, "metrics")
-        self.counters["demos_truncated"] += sft_batch.truncated
+        self.counters["demos_truncated"] += sft_batch.truncated  # replayed responses fit by construction
+        self.account.sft_tokens_trained += int(sft_batch.tensors["response_mask"].sum())
+        self.account.sft_updates += 1
         self.demos_used.update(q.question_id for q in questions)
-        return {
+        metrics = {
             "relift/sft_loss": float(np.mean(worker_metrics["relift/sft_nll"])),
             "relift/sft_grad_norm": float(np.mean(worker_metrics["grad_norm"])),
-            "relift/sft_lr": float(np.mean(worker_metrics["lr"])),
-            "relift/sft_demo_tokens": int(sft_batch.tensors["response_mask"].sum()),
+            "relift/sft_lr": lr,
+            "relift/sft_replayed": len(replayed),
+            "relift/sft_demo_tokens": int(sft_batch.tensors["response_mask"][: len(questions)].sum()),
             # the actor process's peak accelerator memory so far, as veRL's actor/perf/* after the RL update
             "relift/sft_max_memory_allocated_gb": float(np.max(worker_metrics["perf/max_memory_allocated_gb"])),
         }
+        if "update_size" in worker_metrics:
+            metrics["relift/sft_update_size"] = float(np.mean(worker_metrics["update_size"]))
+        return metrics
+
 
     def _print_progress(self, batch: DataProto, metrics: dict) -> None:
         reward = batch.batch["token_level_scores"].sum(-1).mean().item()
@@ -269,8 +344,12 @@ class ReLIFTTrainer(RayPPOTrainer):
         # Before veRL's save, which marks the folder as the latest last: a run killed in between resumes
         # from the previous checkpoint, whose state is complete.
         folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        self._update_account(steps=self.global_steps)
         state = {
+            "account": self.account.state_dict(),
             "buffer": self.buffer.state_dict(),
+            "replay": self.replay.state_dict(),
+            "guard": self.guard.state_dict(),
             "counters": self.counters,
             "demos_used": sorted(self.demos_used),
             "best_score": self.best_score,
@@ -303,10 +382,17 @@ class ReLIFTTrainer(RayPPOTrainer):
             with open(path) as f:
                 state = json.load(f)
             self.buffer.load_state_dict(state["buffer"])
+            if "replay" in state:  # a checkpoint of relift before the replay pool and the guard
+                self.replay.load_state_dict(state["replay"])
+                self.guard.load_state_dict(state["guard"])
             self.counters.update(state["counters"])
+            if "account" in state:
+                self.account.load_state_dict(state["account"])
+                self._wall_before = self.account.wall_s
             self.demos_used = set(state["demos_used"])
             self.best_score = state.get("best_score")
-            print(f"[relift] resumed buffer of {len(self.buffer)} questions and counters {self.counters}", flush=True)
+            print(f"[relift] resumed buffer of {len(self.buffer)} questions, replay pool of {len(self.replay)} "
+                  f"responses and counters {self.counters}", flush=True)
             if self.teacher is not None and state.get("teacher"):
                 self.teacher.load_state_dict(state["teacher"])
                 print(f"[relift] asked the teacher again for {len(self.teacher.pending)} pending questions", flush=True)

@@ -17,11 +17,11 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     data, model = str(root / "data"), str(root / "model")
     subprocess.run(
-        [sys.executable, "-m", "relift.digit_tasks", "--out", data, "--train-rows", "64", "--val-per-type", "3"],
+        [sys.executable, "-m", "relift.toy.digit_tasks", "--out", data, "--train-rows", "64", "--val-per-type", "3"],
         check=True,
     )
     subprocess.run(
-        [sys.executable, "-m", "relift.tiny_model", "--data", os.path.join(data, "train.parquet"), "--out", model,
+        [sys.executable, "-m", "relift.toy.tiny_model", "--data", os.path.join(data, "train.parquet"), "--out", model,
          "--hidden", "64"],
         check=True,
     )
@@ -43,7 +43,7 @@ def tiny(tmp_path_factory):
     # so GRPO has advantages. Hidden 64 has not learnt to copy after 300 steps (0%).
     warm_model = str(root / "warm-model")
     subprocess.run(
-        [sys.executable, "-m", "relift.tiny_model", "--data", os.path.join(data, "train.parquet"), "--out", warm_model,
+        [sys.executable, "-m", "relift.toy.tiny_model", "--data", os.path.join(data, "train.parquet"), "--out", warm_model,
          "--warm-start-data", os.path.join(data, "warm_start.parquet"), "--warm-start-steps", "300"],
         check=True,
     )

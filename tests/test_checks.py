@@ -7,7 +7,7 @@ import sys
 import pytest
 from hydra import compose, initialize_config_module
 
-from relift.checks import config_problems
+from relift.checks import config_problems, replayed_per_update
 
 
 def composed(*overrides: str):
@@ -99,3 +99,40 @@ def test_main_refuses_a_cluster_address_without_an_auth_mode(tiny):
     )
     assert result.returncode != 0
     assert "RAY_ADDRESS=127.0.0.2:6379 is set but RAY_AUTH_MODE is not" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (("relift.replay.share=1.0",), "relift.replay.share=1.0 must be in [0, 1)"),
+        # 8 x 0.05 / 0.95 rounds to no replayed response: the share would silently do nothing.
+        (("device=cpu", "toy=digits", "relift.replay.share=0.05"),
+         "relift.replay.share=0.05 replays no response: relift.sft_trigger_size=8 x share / (1 - share) is below 8"),
+        (("relift.replay.share=0.5", "relift.replay.pool_size=0"), "relift.replay.pool_size=0 must be positive"),
+        (("relift.sft_loss.weighting=kl",), "relift.sft_loss.weighting=kl is not one of nll, chord, trust_region"),
+        (("relift.sft_loss.trust_region_alpha=0",), "relift.sft_loss.trust_region_alpha=0 must be in (0, 1]"),
+        (("relift.optim.warmup_updates=-1",), "relift.optim.warmup_updates=-1 must be >= 0"),
+        (("relift.guard.window=0",), "relift.guard.window=0 must be >= 1 step"),
+        (("relift.guard.max_rise=1.5",), "relift.guard.max_rise=1.5 must be in [0, 1] or null"),
+    ],
+)
+def test_each_stabilizer_problem_is_one_line(overrides, expected):
+    problems = config_problems(composed(*overrides))
+    assert len(problems) == 1 and expected in problems[0], problems
+
+
+@pytest.mark.parametrize(("overrides", "replayed"), [
+    (("relift.replay.share=0.5",), 128),  # GPU: 128 demonstrations + 128 replayed, dynamic batch sizes
+    (("relift.replay.share=0.25",), 40),  # 128 / 3 = 42.7, down to a multiple of the 8 ranks
+    (("device=cpu", "toy=digits", "relift.replay.share=0.5"), 8),
+    (("device=cpu", "toy=digits", "relift.replay.share=0.6"), 8),  # 12, down to whole micro-batches of 8
+    (("interleave=paper", "relift.replay.share=0.0"), 0),
+])
+def test_replayed_responses_split_over_ranks_and_micro_batches(overrides, replayed):
+    assert replayed_per_update(composed(*overrides)) == replayed
+
+
+def test_the_paper_is_one_switch_away():
+    paper = composed("interleave=paper").relift
+    assert paper.replay.share == 0 and paper.guard.max_rise is None and paper.optim.warmup_updates == 0
+    assert paper.sft_loss.weighting == "nll" and paper.entropy_coeff == 0.001

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from relift.data import validate_file
-from relift.digit_tasks import TYPES, build, make_question
+from relift.toy.digit_tasks import TYPES, build, make_question
 
 
 def test_procedures_and_demonstrations():

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from relift.best import validation_score
-from relift.demo import read_metrics
+from relift.toy.runs import read_metrics
 
 pytestmark = pytest.mark.e2e
 
@@ -308,3 +308,39 @@ def test_a_save_into_a_read_only_folder_fails_clearly_and_keeps_the_previous_che
     text = run_main(cpu_overrides(tiny, out, steps=2) + common, f"{out}/metrics.jsonl", f"{out}/resume.log")
     assert "[relift] resumed buffer of" in text
     assert [row["step"] for row in read_metrics(f"{out}/metrics.jsonl")] == [2]
+
+
+def test_stabilizers_run_through_the_trainer_and_resume(tiny, tmp_path):
+    """Replay, lr warm-up, the trust-region loss, the guard and the update-size log in the real trainer, on the
+    warm-started model (it solves copy questions: the replay pool fills), and their state across a resume."""
+    out = str(tmp_path)
+    common = [
+        f"actor_rollout_ref.model.path={tiny['warm_model']}",
+        "relift.sft_trigger_size=4",
+        "relift.sft_micro_batch_size_per_gpu=2",
+        "relift.replay.share=0.5",  # 4 replayed per update, in whole micro-batches of 2
+        "relift.optim.warmup_updates=2",
+        "relift.sft_loss.weighting=trust_region",
+        "relift.guard.max_rise=0.5",
+        "relift.log_update_size=true",
+        "trainer.save_freq=2",
+    ]
+    run_main(cpu_overrides(tiny, out, steps=2) + common, f"{out}/metrics.jsonl", f"{out}/run1.log")
+    rows = read_metrics(f"{out}/metrics.jsonl")
+    updates = [r for r in rows if r["relift/sft_updates"]]
+    assert updates, "no supervised update ran"
+    lr = 1e-4  # the CPU overlay's supervised lr
+    assert [r["relift/sft_lr"] for r in updates] == pytest.approx(
+        [lr * min(1.0, r["relift/sft_updates_total"] / 2) for r in updates])  # one update per step at most
+    assert rows[0]["relift/replay_pool"] > 0
+    replayed = [r["relift/sft_replayed"] for r in updates]
+    assert any(replayed) and all(n % 2 == 0 and n <= 4 for n in replayed), replayed
+    assert all(0 < r["relift/sft_update_size"] < 0.1 for r in updates)
+    assert all(0 < r["actor/update_size"] < 0.1 for r in rows)
+    state = json.load(open(f"{out}/checkpoints/global_step_2/relift_state.json"))
+    assert len(state["replay"]["items"]) == rows[-1]["relift/replay_pool"] and len(state["guard"]["recent"]) == 2
+
+    text = run_main(cpu_overrides(tiny, out, steps=3) + common, f"{out}/metrics-resume.jsonl", f"{out}/run2.log")
+    assert f"replay pool of {int(rows[-1]['relift/replay_pool'])} responses" in text
+    resumed = read_metrics(f"{out}/metrics-resume.jsonl")
+    assert resumed[0]["relift/replay_pool"] >= rows[-1]["relift/replay_pool"]

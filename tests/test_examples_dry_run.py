@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from relift.digit_tasks import build
+from relift.toy.digit_tasks import build
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = sorted(
@@ -21,7 +21,7 @@ EXAMPLES = sorted(
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("dry_run")
     paths = build(str(root / "data"), train_rows=256, val_per_type=2, warm_start_rows=1, seed=0)
-    subprocess.run([sys.executable, "-m", "relift.tiny_model", "--data", paths["train"], "--out", str(root / "model"),
+    subprocess.run([sys.executable, "-m", "relift.toy.tiny_model", "--data", paths["train"], "--out", str(root / "model"),
                     "--hidden", "32"], check=True, capture_output=True)
     return {"MODEL": str(root / "model"), "TRAIN_FILES": paths["train"], "VAL_FILES": paths["val"]}
 

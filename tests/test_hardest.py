@@ -8,6 +8,7 @@ def test_all_wrong_questions_are_hardest():
     acc = np.array([0.0, 0.0, 1.0, 0.0, 1.0, 1.0])
     outcome = group_outcomes(uids, acc, correct_threshold=0.5)
     assert outcome.hardest_rows == [0]
+    assert outcome.correct_rows == [2, 4]
     assert outcome.num_questions == 3 and outcome.num_solved_all == 1
 
 
@@ -21,4 +22,5 @@ def test_threshold_not_float_equality():
 def test_interleaved_rows_keep_first_row_per_question():
     uids = np.array(["x", "y", "x", "y"], dtype=object)
     acc = np.array([0, 0, 0, 1])
-    assert group_outcomes(uids, acc, correct_threshold=0.5).hardest_rows == [0]
+    outcome = group_outcomes(uids, acc, correct_threshold=0.5)
+    assert outcome.hardest_rows == [0] and outcome.correct_rows == [3]

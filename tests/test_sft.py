@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from relift.sft import build_sft_batch, demonstration_text, sft_loss, strip_think_prefix
+from relift.sft import TOKEN_WEIGHTINGS, build_sft_batch, demonstration_text, sft_loss, strip_think_prefix, token_weights
 
 EOS, PAD = 99, 0
 
@@ -66,3 +66,23 @@ def test_demonstration_formats():
 def test_think_prefix_stripped_only_when_prompt_opened_it():
     assert strip_think_prefix("...assistant\n<think>\n", "<think>\nreason</think>") == "reason</think>"
     assert strip_think_prefix("...assistant\n", "<think>\nreason</think>") == "<think>\nreason</think>"
+
+
+def test_token_weightings_follow_their_sources():
+    p = torch.tensor([[0.001, 0.05, 0.5, 0.999]])
+    log_probs = p.log().requires_grad_()
+    mask = torch.ones_like(p)
+    grads = {}
+    for weighting in TOKEN_WEIGHTINGS:
+        log_probs.grad = None
+        loss, nll = sft_loss(log_probs, None, mask, global_num_tokens=4.0, dp_size=1, entropy_coeff=0.0,
+                             weighting=weighting, trust_region_alpha=0.1)
+        loss.backward()
+        grads[weighting] = -4 * log_probs.grad[0]  # each token's weight on -log p
+        assert nll.item() == pytest.approx(-p.log().mean().item(), rel=1e-6)  # the logged NLL is plain
+    assert grads["nll"].tolist() == pytest.approx([1, 1, 1, 1])
+    assert grads["chord"].tolist() == pytest.approx((p * (1 - p))[0].tolist())
+    # TRAPO: 1 inside the trust region p >= alpha, p / alpha below it.
+    assert grads["trust_region"].tolist() == pytest.approx([0.01, 0.5, 1.0, 1.0])
+    with pytest.raises(ValueError, match="unknown supervised token weighting 'kl'"):
+        token_weights(log_probs, "kl", 0.1)

@@ -15,10 +15,10 @@ from transformers import AutoModelForCausalLM
 def data_and_model(tmp_path_factory):
     """Digit-task data and a random tiny model only: conftest's `tiny` also warm-starts a model (minutes)."""
     root = tmp_path_factory.mktemp("sft_baseline")
-    subprocess.run([sys.executable, "-m", "relift.digit_tasks", "--out", str(root / "data"), "--train-rows", "64",
+    subprocess.run([sys.executable, "-m", "relift.toy.digit_tasks", "--out", str(root / "data"), "--train-rows", "64",
                     "--val-per-type", "3", "--warm-start-rows", "8"], check=True)
     train = str(root / "data" / "train.parquet")
-    subprocess.run([sys.executable, "-m", "relift.tiny_model", "--data", train, "--out", str(root / "model"),
+    subprocess.run([sys.executable, "-m", "relift.toy.tiny_model", "--data", train, "--out", str(root / "model"),
                     "--hidden", "64"], check=True)
     return train, str(root / "model")
 

@@ -13,7 +13,7 @@ from conftest import cpu_overrides
 from test_e2e_cpu import run_main
 from test_teacher import SECRET, Server
 
-from relift.demo import read_metrics
+from relift.toy.runs import read_metrics
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ import psutil
 import pytest
 from conftest import REPO
 
-from relift.demo import read_metrics
+from relift.toy.runs import read_metrics
 
 pytestmark = pytest.mark.e2e
 

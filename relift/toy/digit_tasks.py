@@ -1,7 +1,7 @@
 """Digit-string tasks with worked demonstrations, in the training schema (see relift/data.py), for the
 CPU demo, the bench and the tests. Pure Python: no veRL, no Ray.
 
-    python -m relift.digit_tasks --out dataset/synthetic --train-rows 1024 --val-per-type 640
+    python -m relift.toy.digit_tasks --out dataset/synthetic --train-rows 1024 --val-per-type 640
 
 Each question shows five digits and names a procedure to apply to each of them:
 

@@ -1,6 +1,6 @@
 """Build a tiny Qwen2-architecture model and tokenizer offline, for the CPU demo, tests and benchmarks.
 
-    python -m relift.tiny_model --data dataset/synthetic/train.parquet --out outputs/tiny-qwen2
+    python -m relift.toy.tiny_model --data dataset/synthetic/train.parquet --out outputs/tiny-qwen2
 
 - tokenizer: byte-level BPE trained on the given data's text, Qwen's chat markup (`<|im_start|>`,
   `<|im_end|>` = EOS, `<|endoftext|>` = pad) and a chat template whose generation prompt opens the

@@ -1,0 +1,94 @@
+"""Compute accounting per run: what a run cost and what it used, comparable across ReLIFT, RL only,
+SFT only and SFT->RL. Pure Python.
+
+A run ends by writing `summary.json` in its run folder and printing the same numbers as one block.
+The totals travel with the checkpoint, so a resumed run reports the whole run. Validation is not
+counted: it is the same for every arm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class Account:
+    """Totals of one run. Times in seconds, tokens as counted by the loss masks."""
+
+    arm: str = ""
+    experiment: str = ""
+    steps: int = 0
+    device: str = "cuda"
+    devices: int = 1
+    wall_s: float = 0.0
+    tokens_generated: int = 0
+    """Response tokens sampled by RL rollouts."""
+    rl_tokens_trained: int = 0
+    sft_tokens_trained: int = 0
+    """Supervised response tokens: demonstrations (and replayed responses for ReLIFT)."""
+    sft_wall_s: float = 0.0
+    """Wall time inside supervised updates (for SFT only: the whole run)."""
+    sft_updates: int = 0
+    demos_available: int = 0
+    demos_used: int = 0
+
+    @property
+    def device_hours(self) -> float:
+        return self.wall_s / 3600 * self.devices
+
+    def state_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for field in dataclasses.fields(self):
+            if field.name in state:
+                setattr(self, field.name, state[field.name])
+
+    def summary(self) -> dict:
+        """What summary.json holds: the totals plus the derived hours and shares."""
+        return {
+            **self.state_dict(),
+            "wall_hours": self.wall_s / 3600,
+            "device_hours": self.device_hours,
+            "sft_wall_share": self.sft_wall_s / self.wall_s if self.wall_s else 0.0,
+            "demos_used_share": self.demos_used / self.demos_available if self.demos_available else 0.0,
+        }
+
+    def lines(self) -> list[str]:
+        """The console block: one line per kind of cost."""
+        s = self.summary()
+        return [
+            f"[relift] compute for this run ({self.arm}, {self.steps} steps)",
+            f"  wall time        {s['wall_hours']:.3f} h x {self.devices} {self.device} device(s) = "
+            f"{s['device_hours']:.3f} {'GPU' if self.device == 'cuda' else self.device}-hours",
+            f"  tokens           generated {self.tokens_generated:,} | trained: RL {self.rl_tokens_trained:,}, "
+            f"supervised {self.sft_tokens_trained:,}",
+            f"  supervised       {self.sft_updates} updates, {s['sft_wall_share']:.1%} of wall time",
+            f"  demonstrations   {self.demos_used:,} used of {self.demos_available:,} available "
+            f"({s['demos_used_share']:.1%})",
+        ]
+
+
+def combine(arm: str, accounts: list[Account]) -> Account:
+    """One account for consecutive stages of a run (SFT then RL): sums, the largest device count, and the
+    demonstrations of the stage that used the most of them (the stages train on the same file)."""
+    total = Account(arm=arm, devices=max(a.devices for a in accounts))
+    for a in accounts:
+        for name in ("steps", "wall_s", "tokens_generated", "rl_tokens_trained", "sft_tokens_trained", "sft_wall_s",
+                     "sft_updates"):
+            setattr(total, name, getattr(total, name) + getattr(a, name))
+    total.demos_available = max(a.demos_available for a in accounts)
+    total.demos_used = max(a.demos_used for a in accounts)
+    return total
+
+
+def load(path: str) -> Account:
+    """An account from a summary.json (derived fields are ignored)."""
+    with open(path) as f:
+        account = Account()
+        account.load_state_dict(json.load(f))
+        return account
