@@ -121,11 +121,13 @@ class GraderPool:
             self._idle.put(None)
             raise GraderFailed(f"cannot start a grader process: {error}") from None
 
-    def verify(self, answer: str, ground_truth: str, budget_s: float, timeout_s: float) -> dict:
-        """{"correct", "extracted", "status": ok | timeout}; raises GraderFailed, TimeoutError."""
+    def verify(self, answers: list[str], golds: list[str], budget_s: float, timeout_s: float) -> dict:
+        """Whether any of the texts `answers` (one answer's readings) equals any of `golds` (the ground truth's,
+        parsed as they are) by math-verify: {"correct", "extracted" (of answers[0]), "status": ok | timeout};
+        raises GraderFailed, TimeoutError."""
         grader = self._take()
         try:
-            reply = grader.ask({"answer": answer, "ground_truth": ground_truth, "budget_s": budget_s}, timeout_s)
+            reply = grader.ask({"answers": answers, "golds": golds, "budget_s": budget_s}, timeout_s)
         except BaseException:
             grader.close()
             self._idle.put(None)
@@ -145,14 +147,15 @@ def _on_alarm(signum, frame):
     raise _OverBudget
 
 
-def _verify(answer: str, ground_truth: str) -> tuple[bool, str]:
+def _verify(answers: list[str], golds: list[str]) -> tuple[bool, str]:
     from math_verify import parse, verify
 
     # The budget timer below replaces math-verify's whole-second alarms (they would reset it).
-    gold = parse("$" + ground_truth + "$", parsing_timeout=None)
-    pred = parse(answer, parsing_timeout=None)
-    extracted = str(pred[1]) if len(pred) > 1 else (str(pred[0]) if pred else "")
-    return bool(verify(gold, pred, timeout_seconds=None)), extracted
+    gold = [value for text in golds for value in parse(text, parsing_timeout=None)]
+    parsed = [parse(text, parsing_timeout=None) for text in answers]
+    first = parsed[0]
+    extracted = str(first[1]) if len(first) > 1 else (str(first[0]) if first else "")
+    return bool(verify(gold, [value for values in parsed for value in values], timeout_seconds=None)), extracted
 
 
 def serve() -> None:
@@ -170,7 +173,7 @@ def serve() -> None:
         try:
             try:
                 signal.setitimer(signal.ITIMER_REAL, request["budget_s"])
-                correct, extracted = _verify(request["answer"], request["ground_truth"])
+                correct, extracted = _verify(request["answers"], request["golds"])
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             reply = {"correct": correct, "extracted": extracted, "status": "ok"}

@@ -5,10 +5,30 @@
 The rule (the reference's reward version 3):
 - the prompt already opened `<think>`, so the response must close it; the answer is the text after the
   first `</think>`. Without `</think>` the response scores 0 when `require_think` is on.
-- math answers are graded by math-verify against `$ground_truth$`;
+- math answers are graded by math-verify against the ground truth, in `$...$` unless it already is in one pair.
+  Before math-verify, on both sides: thousands separators are removed from grouped numbers (`9{,}500`,
+  `12\\,400`, `12 400`: one to three digits, then groups of exactly three; `2 3` is not grouped), and a number
+  with a percent sign (`17.5%`, `17.5\\%`, `12.5 \\%`) also reads as the number without the sign and as the
+  number divided by 100: an answer is right when one of its readings equals one of the ground truth's. So for
+  ground truth `17.5%` the answers `17.5\\%`, `17.5`, `0.175` and `\\frac{7}{40}` are right, `50` is right for
+  `50\\%`, and `50\\%` for 50 or 0.5. OlympiadBench's own judge is wider: it drops `%` and accepts x/100, x and
+  100x for every number (`numerical_equal`, include_percentage); relift reads the two only where a sign is written.
 - multiple-choice rows (a ground truth that is one option letter A-J, as in GPQA and ARC-c; or a digit
-  1-9 on ARC-style rows numbered that way) are graded by the option the response commits to:
-  `\\boxed{C}`, `ANSWER: C`, `answer is C`, `(C)`.
+  1-9 on ARC-style rows numbered that way) are graded by the option label the response commits to. A label is
+  an uppercase letter (or the digit) standing alone: nothing word-like before it, and after it the end of its
+  phrase (punctuation, a closing bracket, `**`, `$`, the end of the line, a dash, or `is` / `because` / `since`,
+  which cannot follow the words "A" and "I"), so no label is read out of a word ("Actually", "A lot", "I am",
+  "Based on") or a number (`2.5`), and lowercase `a` is a word. The
+  label read is the last one in the first of these forms that occurs:
+  1. boxed: `\\boxed{C}`, `\\boxed{\\text{(C)}}`, `\\boxed{C) the option's text}`;
+  2. after an answer phrase, `answer` / `choice` / `option` then `:` or `is` / `be` / `was`, markup and an
+     optional `option` between: `ANSWER: C`, `**Answer:** C`, `The answer is (C).`, `the correct choice is **C**`,
+     `The correct answer is option C`, `Answer: C) the option's text`;
+  3. `option C` / `choice C`;
+  4. a line that holds only the label: `C`, `**C**`, `(C)`, `$C$`;
+  5. `(C)` or `**C**` anywhere.
+  math-verify's own `StringExtractionConfig` is not used: it reads "I" out of "Answer: I think" and "A" out of
+  "A lot", and misses `\\boxed{C}` and `(C)`.
 
 Grading is bounded by the input, not by luck (an RL policy that collapses can answer a whole step with
 pathological text): math-verify sees only the final `\\boxed{...}` of the answer, or its last
@@ -54,17 +74,59 @@ _DIGIT = re.compile(r"^\s*\(?([1-9])\)?\s*$")
 
 
 def _choice_patterns(labels: str) -> list[re.Pattern]:
-    """Most explicit first. labels: a regex class body such as "A-J" or "1-9"."""
+    """The forms of the final option label, most explicit first. labels: a regex class body, "A-J" or "1-9".
+
+    No two adjacent quantifiers can take the same characters: the patterns run over the whole answer text,
+    which a policy can fill with 100,000 spaces or stars."""
+    # A label is never read out of a word or a number ("Actually", "A lot", "I am", "Based", "2.5"): nothing
+    # word-like before it, and after it the end of its phrase.
+    label = (rf"(?<![\w\\^.\-])([{labels}])(?=[ \t]*(?:$|\n|[)\]}}*$!?;]|[.,:：](?!\d)|['\"’](?![A-Za-z])"
+             r"|\\[)\]])|[ \t]+(?:[-–—]|(?:is|because|since)\b))")
+    markup = r"(?:[\s*_:(\[$]|\\[(\[]|\\(?:text|textbf|mathrm|mathbf)\{)*"
+    line_markup = r"(?:[ \t*_(\[$>#]|\\[(\[]|\\(?:text|textbf|mathrm|mathbf)\{)*"
+    answer_phrase = r"\b(?i:answer|choice|option)(?:[\s*_]*[:：=]|(?:[ ,']+[A-Za-z]+){0,6}?[ ,']+(?i:is|be|was)\b)"
     return [
-        re.compile(rf"\\boxed\{{\s*(?:\\text\{{)?\s*\(?([{labels}])\)?\s*\}}?\s*\}}"),
-        re.compile(rf"ANSWER\s*[:：]\s*\(?([{labels}])\)?", re.IGNORECASE),
-        re.compile(rf"answer\s+is\s*[:：]?\s*\(?([{labels}])\)?(?![A-Za-z0-9])", re.IGNORECASE),
-        re.compile(rf"\(([{labels}])\)"),
+        re.compile(r"\\boxed\{" + markup + label),  # \boxed{C}, \boxed{\text{(C) the option's text}}
+        re.compile(answer_phrase + markup + rf"(?:(?i:option|choice|letter){markup})?" + label),  # Answer: **C**
+        re.compile(r"\b(?i:option|choice)" + markup + label),  # option C
+        re.compile(r"(?m)^" + line_markup + label + r"[)\].]?[ \t*_$]*(?:\\[)\]])?[ \t]*$"),  # a line that is only C
+        re.compile(r"(?:\(|\*\*)" + label + r"(?:\)|\*\*)"),  # (C) or **C** anywhere
     ]
 
 
 _LETTER_PATTERNS = _choice_patterns("A-J")
 _DIGIT_PATTERNS = _choice_patterns("1-9")
+
+# Thousands separators as LaTeX writes them (9{,}500, 12\,400) or as a space (12 400): one to three digits, then
+# groups of exactly three, one separator throughout, the rule math-verify applies to `1 234` in plain text. A digit
+# right after `^` or `_` starts no group (`x^2 100`), and `2 3` stays as it is (latex2sympy reads it as 2 + 3).
+_GROUPED = re.compile(r"(?<![\d.^_])[1-9]\d{0,2}(?P<sep>\{,\}|\\,| )\d{3}(?:(?P=sep)\d{3})*(?!\d)")
+# A number with a percent sign: 17.5%, 17.5\%, 12.5 \%, 5\,\%, 5\text{\%}.
+_PERCENT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?:\s|\\[,;: ]|~)*(?:\\?%|\\text\{\s*\\?%\s*\})")
+# A ground truth already in one pair of math delimiters is parsed as it is: wrapped again, `$$8 \%$$`, math-verify
+# reads it only as a string.
+_DELIMITED = re.compile(r"\s*\$\$?[^$]+\$\$?\s*")
+
+
+def without_separators(text: str) -> str:
+    """text with the thousands separators of its grouped numbers removed: `9{,}500`, `12\\,400`, `12 400` -> 9500,
+    12400."""
+    return _GROUPED.sub(lambda number: number.group(0).replace(number.group("sep"), ""), text)
+
+
+def readings(text: str) -> list[str]:
+    """The texts math-verify parses for one answer or ground truth: text itself, and where a number carries a
+    percent sign, text with the sign dropped and text with the number divided by 100 (17.5\\% -> 17.5, 0.175)."""
+    if not _PERCENT.search(text):
+        return [text]
+    return [text, _PERCENT.sub(r"\1", text), _PERCENT.sub(r"\\frac{\1}{100}", text)]
+
+
+def gold_readings(ground_truth: str) -> list[str]:
+    """The ground truth as math-verify parses it: in `$...$` (unless it already is), separators removed, and its
+    percent readings."""
+    gold = without_separators(ground_truth)
+    return readings(gold if _DELIMITED.fullmatch(gold) else f"${gold}$")
 
 
 def extract_answer_text(solution_str: str, require_think: bool = True) -> str | None:
@@ -86,11 +148,12 @@ def choice_label(data_source: str, ground_truth: str) -> str | None:
 
 
 def extract_choice(answer_text: str, numeric: bool = False) -> str | None:
-    """The option the response commits to: the last match of the most explicit pattern that matches."""
+    """The option the response commits to: the last match of the most explicit form that matches (module
+    docstring), or None."""
     for pattern in _DIGIT_PATTERNS if numeric else _LETTER_PATTERNS:
         matches = pattern.findall(answer_text)
         if matches:
-            return matches[-1].upper()
+            return matches[-1]
     return None
 
 
@@ -150,10 +213,12 @@ def grade_math(answer_text: str, ground_truth: str, timeout_s: float = DEFAULT_T
     process failed: not the answer's fault)."""
     global _reported_failure
     answer = graded_slice(answer_text)
+    if answer is not None:
+        answer = without_separators(answer)  # before the bounds, which must see 9^{999\,999\,999} whole
     if answer is None or rejection(answer) is not None:
         return False, "", "rejected"
     try:
-        reply = _GRADERS.verify(answer, ground_truth, budget_s=budget_s, timeout_s=timeout_s)
+        reply = _GRADERS.verify(readings(answer), gold_readings(ground_truth), budget_s=budget_s, timeout_s=timeout_s)
     except TimeoutError:
         return False, "", "timeout"
     except GraderFailed as error:

@@ -70,6 +70,200 @@ def test_multiple_choice_rows():
     assert score("</think> The answer is (3)", "2", data_source="arc_c") == 0.0
 
 
+def graded(answer: str, ground_truth: str, data_source: str) -> float:
+    """The score of an answer after a think block, as a policy's response reaches the reward."""
+    return compute_score(data_source, "<think>\nreasoning\n</think>\n\n" + answer, ground_truth, None)["score"]
+
+
+@pytest.mark.parametrize(
+    "answer, label",
+    [
+        ("**Answer:** C", "C"),
+        ("ANSWER: D", "D"),
+        ("Answer: **B**", "B"),
+        ("**Answer: A**", "A"),
+        ("The answer is (B).", "B"),
+        ("Therefore, the final answer is: (D)", "D"),
+        ("The correct answer is option B.", "B"),
+        ("the correct choice is **B**", "B"),
+        ("The answer would be C.", "C"),
+        ("Answer: $D$", "D"),
+        ("The answer is \\(A\\).", "A"),
+        ("Option D", "D"),
+        ("So option A is correct.", "A"),
+        ("\\boxed{C}", "C"),
+        ("$\\boxed{\\text{B}}$", "B"),
+        ("\\boxed{(A)}", "A"),
+        ("\\boxed{C) Planetary days will become shorter.}", "C"),
+        ("\\boxed{\\text{(D) 10^-9 eV}}", "D"),
+        ("**Answer:** C) Planetary days will become shorter.", "C"),
+        ("After weighing them all:\n\n**B**", "B"),
+        ("C", "C"),
+        ("(A)", "A"),
+        ("Answer: I", "I"),
+        ("The answer is C, not D.", "C"),
+        ("The answer is A because the density drops.", "A"),
+        ("Answer: I since the others fail.", "I"),
+        ("\\boxed{\\text{Option C}}", "C"),
+    ],
+)
+def test_option_label_in_the_forms_models_write(answer, label):
+    assert graded(answer, label, "gpqa") == 1.0
+    other = "B" if label != "B" else "C"
+    assert graded(answer, other, "gpqa") == 0.0
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Answer: Actually I am not sure which option is right.",
+        "Answer: A lot depends on the assumptions.",
+        "Answer: I think it is the second one.",
+        "Answer: I'm not sure.",
+        "The answer is a bit unclear.",
+        "The answer is all of the above.",
+        "answer is a",
+        "Based on the data, it is clear.",
+        "Actually, none of them.",
+        "A lot of evidence points both ways.",
+        "I would rather not guess.",
+        "The option I chose earlier was wrong.",
+        "ANSWER: b",
+        "\\boxed{Actually}",
+        "\\boxed{A lot}",
+    ],
+)
+@pytest.mark.parametrize("label", ["A", "B", "I"])
+def test_no_option_label_is_read_out_of_a_word(answer, label):
+    assert graded(answer, label, "gpqa") == 0.0
+
+
+@pytest.mark.parametrize(
+    "answer, label", [("The answer is 2.", "2"), ("\\boxed{3}", "3"), ("Option 4", "4"), ("(1)", "1")]
+)
+def test_numbered_option_labels(answer, label):
+    assert graded(answer, label, "arc_c") == 1.0
+    assert graded(answer, "1" if label != "1" else "2", "arc_c") == 0.0
+
+
+@pytest.mark.parametrize("answer", ["Answer: 2.5", "Answer: 25", "Answer: -2", "The answer is 2,000."])
+def test_numbered_option_label_is_not_read_out_of_a_number(answer):
+    assert graded(answer, "2", "arc_c") == 0.0
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Answer: " + " " * 100_000 + "x",
+        "answer:" + "*" * 100_000,
+        "\n" * 100_000 + "x",
+        " \n" * 50_000,
+        "\\boxed{" + " " * 100_000,
+        "option" + "\t" * 100_000 + "x",
+        "the answer" + " a" * 50_000,
+        "answer is " * 10_000,
+    ],
+)
+def test_option_extraction_is_linear_in_the_answer(answer):
+    """The answer text is unbounded: a pattern whose adjacent quantifiers could share characters would take
+    minutes here."""
+    start = time.monotonic()
+    assert extract_choice(answer) is None and extract_choice(answer, numeric=True) is None
+    assert time.monotonic() - start < 2.0
+
+
+@pytest.mark.parametrize(
+    "answer, ground_truth",
+    [
+        ("\\boxed{17.5\\%}", "17.5%"),
+        ("\\boxed{17.5}", "17.5%"),  # the same number without the sign
+        ("\\boxed{0.175}", "17.5%"),  # its fraction
+        ("\\boxed{\\frac{7}{40}}", "17.5%"),
+        ("\\boxed{62.5\\%}", "62.5%"),
+        ("\\boxed{12\\%}", "12\\%"),
+        ("\\boxed{12.5 \\%}", "12.5\\%"),
+        ("\\boxed{0.125}", "12.5\\%"),
+        ("$5\\%$", "5\\%"),
+        ("The answer is 5%.", "5\\%"),
+        ("\\boxed{50}", "50\\%"),
+        ("\\boxed{0.5}", "50\\%"),
+        ("\\boxed{50\\%}", "50"),
+        ("\\boxed{50\\%}", "\\frac{1}{2}"),
+        ("\\boxed{8\\%}", "$8 \\%$"),  # a ground truth already in $...$
+        ("\\boxed{0.08}", "$8 \\%$"),
+        ("\\boxed{8}", "$8 \\%$"),
+    ],
+)
+def test_percentages(answer, ground_truth):
+    assert graded(answer, ground_truth, "olympiad_bench") == 1.0
+
+
+@pytest.mark.parametrize(
+    "answer, ground_truth",
+    [
+        ("\\boxed{18\\%}", "17.5%"),
+        ("\\boxed{1.75}", "17.5%"),
+        ("\\boxed{0.0175}", "17.5%"),
+        ("\\boxed{175}", "17.5%"),
+        ("\\boxed{5}", "50\\%"),
+        ("\\boxed{0.05}", "50"),
+        ("\\boxed{9\\%}", "$8 \\%$"),
+    ],
+)
+def test_wrong_percentages(answer, ground_truth):
+    assert graded(answer, ground_truth, "olympiad_bench") == 0.0
+
+
+def test_ground_truth_already_in_dollars_is_not_wrapped_again():
+    assert graded("\\boxed{\\frac{1}{2}}", "$\\frac{1}{2}$", "olympiad_bench") == 1.0
+    assert graded("\\boxed{-1, 2, -2}", "$-1$,$2$,$-2$", "olympiad_bench") == 1.0
+    assert graded("\\boxed{3}", "$8 \\%$", "olympiad_bench") == 0.0
+
+
+@pytest.mark.parametrize(
+    "answer, ground_truth",
+    [
+        ("The answer is $9{,}500.", "9500"),
+        ("The answer is $9{,}500$.", "9500"),
+        ("The answer is 1{,}234{,}567.", "1234567"),
+        ("\\boxed{1{,}234{,}567}", "1234567"),
+        ("The answer is $12\\,400$.", "12400"),
+        ("\\boxed{12\\,400}", "12400"),
+        ("\\boxed{12 400}", "12400"),
+        ("The answer is 12 400.", "12400"),
+        ("\\boxed{12,400}", "12400"),
+        ("\\boxed{12400}", "12\\,400"),  # the ground truth's separators too
+        ("\\boxed{-3\\,000\\,000}", "-3000000"),
+        ("\\boxed{12\\,400.5}", "12400.5"),
+        ("\\boxed{2, 3}", "(2, 3)"),
+        ("\\boxed{2500, 7500}", "2500,7500"),
+    ],
+)
+def test_thousands_separators(answer, ground_truth):
+    assert graded(answer, ground_truth, "math") == 1.0
+
+
+@pytest.mark.parametrize(
+    "answer, ground_truth",
+    [
+        ("The answer is $9{,}500.", "9"),
+        ("\\boxed{2 3}", "23"),  # not three digits after the space: not a separator
+        ("\\boxed{2 3}", "2, 3"),
+        ("\\boxed{1 2 3}", "123"),
+        ("\\boxed{12\\,40}", "1240"),
+        ("\\boxed{12 4000}", "124000"),
+        ("\\boxed{x^2 100}", "x^{2100}"),  # nor a digit right after ^ (x squared, then 100)
+    ],
+)
+def test_what_is_not_a_thousands_separator(answer, ground_truth):
+    assert graded(answer, ground_truth, "math") == 0.0
+
+
+def test_separators_are_removed_before_the_bounds():
+    assert grade("math", "</think> \\boxed{9^{999\\,999\\,999}}", "1").status == "rejected"
+    assert grade("math", "</think> \\boxed{100{,}000{,}000!}", "1").status == "rejected"
+
+
 @pytest.mark.parametrize(
     "answer",
     [
@@ -123,9 +317,9 @@ def test_a_caller_waiting_for_a_grader_that_gets_killed_is_served():
     """One grader, two callers: the first one's grader overruns and is killed while the second waits."""
     pool = GraderPool(processes=1)
     with concurrent.futures.ThreadPoolExecutor(2) as threads:
-        first = threads.submit(pool.verify, slow(4), "1", budget_s=30.0, timeout_s=0.5)
+        first = threads.submit(pool.verify, [slow(4)], ["1"], budget_s=30.0, timeout_s=0.5)
         time.sleep(0.1)
-        second = threads.submit(pool.verify, "\\boxed{4}", "4", budget_s=1.0, timeout_s=30.0)
+        second = threads.submit(pool.verify, ["\\boxed{4}"], ["4"], budget_s=1.0, timeout_s=30.0)
         with pytest.raises(TimeoutError):
             first.result(timeout=30)
         assert second.result(timeout=30)["correct"] is True
