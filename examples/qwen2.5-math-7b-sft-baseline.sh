@@ -6,6 +6,7 @@
 # Settings: the paper gives 3 epochs and no more. Batch 64, lr 5e-5 with cosine decay after 10% linear
 # warm-up and 16,384 tokens per sequence are the closest published ones: LUFFY's SFT command for the same
 # OpenR1 data and -think model (ElliottYan/LUFFY README, OpenRLHF). The final model is OUT/final.
+# Rerunning the same command resumes from the latest (end-of-epoch) checkpoint and trains the epochs left.
 set -euo pipefail
 MODEL=${MODEL:-${MODEL_ROOT:?set MODEL_ROOT (or MODEL)}/Qwen2.5-Math-7B-16k-think}
 TRAIN_FILES=${TRAIN_FILES:-dataset/openr1.parquet}

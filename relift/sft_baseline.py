@@ -19,11 +19,14 @@ it is veRL's trainer and config (`sft_trainer_engine.yaml`), not relift's code. 
   The first rows are checked token by token against relift's layout before training;
 - on CPU, selects relift's CPU platform (as `relift.main` does) and creates the gloo process group itself:
   veRL's `initialize_global_process_group` asks for "cpu:gloo,cpu:gloo", which torch rejects. So it calls
-  `SFTTrainer(config).fit()` rather than `run_sft`.
+  `SFTTrainer(config).fit()` rather than `run_sft`;
+- resumes a checkpoint saved at the end of an epoch at the next epoch's first batch, which veRL 0.9.1 skips
+  (veRL#7401, `epoch_resuming_trainer`): a resumed run trains exactly the steps it has left.
 
 Before any model is built, every row must fit `--max-length` (veRL would stop mid-epoch at the first
-that does not), the batch must split over the ranks, and veRL's own config classes must accept the
-composition; `--dry-run` stops there and prints the plan (rows, steps, schedule).
+that does not), the composition must keep veRL's run-time size rules (`config_problem`: the batch over
+the data-parallel ranks, micro-batches or token budget, device meshes), and veRL's own config classes must
+accept it; `--dry-run` stops there and prints the plan (rows, steps, schedule).
 
 The HF model of every saved step is in RUN_DIR/checkpoints/global_step_K/huggingface, and RUN_DIR/final
 links to the last one.
@@ -35,6 +38,7 @@ import argparse
 import glob
 import json
 import logging
+import math
 import os
 import socket
 import sys
@@ -63,6 +67,33 @@ def __getattr__(name: str):
 
     globals()[name] = DemonstrationSFTDataset
     return DemonstrationSFTDataset
+
+
+def epoch_resuming_trainer(config):
+    """veRL's `SFTTrainer(config)`, resuming with exactly the steps left. veRL 0.9.1 (veRL#7401) restores the
+    train loader's state saved after an epoch's last batch, which is exhausted: the next epoch runs 0 batches,
+    and the run ends one epoch short without its last save. Here the loader starts that epoch afresh, as in an
+    uninterrupted run (fit() sets the sampler's epoch before iterating); a checkpoint saved mid-epoch resumes as
+    in veRL. A checkpoint of the last step trains nothing (veRL would train one step more with --steps)."""
+    from verl.trainer.sft_trainer import SFTTrainer
+
+    class EpochResumingSFTTrainer(SFTTrainer):
+        def _build_dataloader(self):
+            super()._build_dataloader()
+            self._unstarted_loader_state = self.train_dataloader.state_dict()
+
+        def fit(self):
+            # __init__ loaded the checkpoint; fit() starts at epoch resume_global_step // steps_per_epoch.
+            step = self.resume_global_step
+            if step >= self.total_training_steps:
+                if self.rank == 0:
+                    print(f"[sft_baseline] the checkpoint is at the last step, {step}: nothing left to train")
+                return
+            if step and step % self.steps_per_epoch == 0:
+                self.train_dataloader.load_state_dict(self._unstarted_loader_state)
+            super().fit()
+
+    return EpochResumingSFTTrainer(config)
 
 
 def rendered_pairs(frame, tokenizer):
@@ -176,9 +207,56 @@ def too_long(train: str, pairs, tokenizer, max_length: int) -> str | None:
             f"every row, or drop long rows when preparing the data")
 
 
-def steps_per_epoch(rows: int, batch_size: int, world_size: int) -> int:
-    """As veRL's SFT dataloader: each rank drops its last rows (DistributedSampler and loader drop_last)."""
-    return (rows // world_size) // (batch_size // world_size)
+def steps_per_epoch(rows: int, batch_size: int, dp_size: int) -> int:
+    """As veRL's SFT dataloader: each data-parallel rank drops its last rows (DistributedSampler and loader
+    drop_last)."""
+    return (rows // dp_size) // (batch_size // dp_size)
+
+
+def config_problem(args, config) -> str | None:
+    """The first of veRL 0.9.1's run-time size rules on the SFT trainer's path that the composition breaks, as
+    one line; None if it keeps them all. (The RL trainer's rules: relift.checks.)
+
+    - Ulysses size and engine.fsdp_size divide the ranks (relift.checks.mesh_problems); Ulysses needs
+      model.use_remove_padding (verl/workers/engine/fsdp/transformer_impl.py:149).
+    - --batch-size splits over the data-parallel size D = ranks / Ulysses size: veRL's loader takes batch // D
+      rows per rank (verl/trainer/sft_trainer.py:241), fewer than asked when it does not split.
+    - data.use_dynamic_bsz=false: batch / D % data.micro_batch_size_per_gpu (verl/workers/engine/utils.py:125);
+      true: data.max_token_len_per_gpu x Ulysses size >= data.max_length, the longest sequence veRL's dataset
+      makes (verl/utils/seqlen_balancing.py:384).
+    - trainer.save_freq and trainer.test_freq are not 0: fit() takes the step modulo both
+      (verl/trainer/sft_trainer.py:413).
+    """
+    from relift.checks import mesh_problems
+
+    engine, data, world = config.engine, config.data, args.world_size
+    sp = engine.ulysses_sequence_parallel_size
+    meshes = mesh_problems("engine.ulysses_sequence_parallel_size", sp, "engine.fsdp_size", engine.fsdp_size, world)
+    if meshes:
+        return meshes[0]
+    if sp > 1 and not config.model.use_remove_padding:
+        return (f"engine.ulysses_sequence_parallel_size={sp} needs model.use_remove_padding=true (veRL's FSDP "
+                "engine refuses it without): set model.use_remove_padding=true, or "
+                "engine.ulysses_sequence_parallel_size=1")
+    dp = world // sp
+    if args.batch_size % dp:
+        over = f"{dp} ranks" if sp == 1 else f"the data-parallel size {dp} ({world} ranks / Ulysses size {sp})"
+        return f"--batch-size {args.batch_size} does not split over {over}; use a multiple of {dp}"
+    per_rank, micro = args.batch_size // dp, data.micro_batch_size_per_gpu
+    if not data.use_dynamic_bsz and per_rank % micro:
+        return (f"data.micro_batch_size_per_gpu={micro} must divide the batch per data-parallel rank, --batch-size "
+                f"{args.batch_size} / {dp} = {per_rank} (data.use_dynamic_bsz=false): "
+                f"e.g. data.micro_batch_size_per_gpu={math.gcd(per_rank, micro)}")
+    if data.use_dynamic_bsz and data.max_token_len_per_gpu * sp < data.max_length:
+        times = f" (x Ulysses size {sp})" if sp > 1 else ""
+        return (f"data.max_token_len_per_gpu={data.max_token_len_per_gpu}{times} is below --max-length "
+                f"{data.max_length}, the longest sequence (data.use_dynamic_bsz=true packs micro-batches up to it): "
+                f"set data.max_token_len_per_gpu={-(-data.max_length // sp)}")
+    for key in ("save_freq", "test_freq"):
+        if config.trainer[key] == 0:
+            return (f"trainer.{key}=0: veRL's SFT trainer takes the step modulo it; use -1 (never), a step count "
+                    "K > 0 or after_each_epoch")
+    return None
 
 
 def prepare(args, data: str, tokenizer):
@@ -191,20 +269,6 @@ def prepare(args, data: str, tokenizer):
         raise SystemExit(f"[sft_baseline] --max-length {args.max_length} is over the model's max_position_embeddings "
                          f"{positions} ({args.model}/config.json): use --max-length {positions}, or a longer-context "
                          f"model (examples/prepare_model.py --context)")
-    if args.batch_size % args.world_size:
-        raise SystemExit(f"[sft_baseline] --batch-size {args.batch_size} does not split over {args.world_size} ranks; "
-                         f"use a multiple of {args.world_size}")
-    pairs = read_pairs(args.train, tokenizer)
-    rows = len(pairs)
-    per_epoch = steps_per_epoch(rows, args.batch_size, args.world_size)
-    if per_epoch == 0:
-        raise SystemExit(f"[sft_baseline] {args.train}: {rows} rows make no batch of --batch-size {args.batch_size}")
-    problem = too_long(args.train, pairs, tokenizer, args.max_length)
-    if problem:
-        raise SystemExit(f"[sft_baseline] {problem}")
-    # Every rank writes the same file, atomically, and reads a complete one.
-    write_messages(pairs, data)
-
     from hydra import compose, initialize_config_module
 
     from verl.trainer.sft_trainer import create_sft_dataset
@@ -212,6 +276,20 @@ def prepare(args, data: str, tokenizer):
 
     with initialize_config_module("verl.trainer.config", version_base=None):
         config = compose("sft_trainer_engine", overrides=overrides(args, data))
+    problem = config_problem(args, config)
+    if problem:
+        raise SystemExit(f"[sft_baseline] {problem}")
+    dp = args.world_size // config.engine.ulysses_sequence_parallel_size
+    pairs = read_pairs(args.train, tokenizer)
+    rows = len(pairs)
+    per_epoch = steps_per_epoch(rows, args.batch_size, dp)
+    if per_epoch == 0:
+        raise SystemExit(f"[sft_baseline] {args.train}: {rows} rows make no batch of --batch-size {args.batch_size}")
+    problem = too_long(args.train, pairs, tokenizer, args.max_length)
+    if problem:
+        raise SystemExit(f"[sft_baseline] {problem}")
+    # Every rank writes the same file, atomically, and reads a complete one.
+    write_messages(pairs, data)
     for section in ("model", "engine", "optim", "checkpoint"):  # what SFTTrainer builds first
         omega_conf_to_dataclass(config[section])
     check_layout(create_sft_dataset(data, config.data, tokenizer, None), pairs, tokenizer)
@@ -220,7 +298,7 @@ def prepare(args, data: str, tokenizer):
     warmup = int(total * args.warmup_ratio)
     plan = [
         f"{args.train}: {rows} demonstrations, all within {args.max_length} tokens",
-        f"{args.world_size} rank(s), batch {args.batch_size} ({args.batch_size // args.world_size} per rank), "
+        f"{args.world_size} rank(s), batch {args.batch_size} ({args.batch_size // dp} per rank), "
         f"{per_epoch} steps per epoch, {total} steps"
         + (f" ({args.epochs} epochs)" if args.epochs else f" ({total / per_epoch:.2f} epochs)"),
         f"lr {args.lr:g}, {args.lr_scheduler} schedule, {warmup} warm-up steps; saves: {args.save_freq} and the last step",
@@ -304,7 +382,6 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from verl.trainer.sft_trainer import SFTTrainer
     from verl.utils.device import auto_set_device
     from verl.utils.distributed import destroy_global_process_group, initialize_global_process_group
 
@@ -314,7 +391,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         initialize_global_process_group()
     try:
-        SFTTrainer(config).fit()
+        epoch_resuming_trainer(config).fit()
     finally:
         destroy_global_process_group()
 

@@ -16,7 +16,8 @@ def composed(*overrides: str):
 
 
 @pytest.mark.parametrize("overrides", [(), ("device=cpu",), ("device=cpu", "toy=digits"), ("trainer.nnodes=2",),
-                                       ("trainer.nnodes=2", "actor_rollout_ref.rollout.tensor_model_parallel_size=16")])
+                                       ("trainer.nnodes=2", "actor_rollout_ref.rollout.tensor_model_parallel_size=16"),
+                                       ("actor_rollout_ref.actor.ulysses_sequence_parallel_size=2",)])
 def test_shipped_configurations_pass(overrides):
     assert config_problems(composed(*overrides)) == []
 
@@ -75,6 +76,99 @@ def test_shipped_configurations_pass(overrides):
 def test_each_problem_is_one_line_with_keys_values_and_a_fix(overrides, expected):
     problems = config_problems(composed(*overrides))
     assert len(problems) == 1 and expected in problems[0], problems
+
+
+# veRL 0.9.1's run-time size rules that its validate_config misses, most of them with dynamic batching on
+# (relift/checks.py lists where veRL asserts each): one line each, and the value it suggests works.
+@pytest.mark.parametrize(
+    ("overrides", "expected", "fix"),
+    [
+        # The issue's example: 64 x 8 = 512 responses per mini-batch over 6 ranks (train_mini_batch).
+        (("trainer.n_gpus_per_node=6", "data.train_batch_size=120", "relift.sft_trigger_size=120",
+          "actor_rollout_ref.rollout.tensor_model_parallel_size=1"),
+         "actor_rollout_ref.actor.ppo_mini_batch_size=64 must divide data.train_batch_size=120, and its 64 x "
+         "rollout.n 8 = 512 responses must split over the data-parallel size 6: "
+         "e.g. actor_rollout_ref.actor.ppo_mini_batch_size=60", "actor_rollout_ref.actor.ppo_mini_batch_size=60"),
+        # A step's responses over the ranks: the log-prob and update dispatch, balance_batch.
+        (("trainer.n_gpus_per_node=6", "actor_rollout_ref.actor.ppo_mini_batch_size=48", "relift.sft_trigger_size=96",
+          "data.train_batch_size=100"),
+         "data.train_batch_size=100 x actor_rollout_ref.rollout.n=8 = 800 responses per step must split over the "
+         "data-parallel size 6 (trainer.n_gpus_per_node x trainer.nnodes): e.g. data.train_batch_size=96",
+         "data.train_batch_size=96"),
+        (("actor_rollout_ref.rollout.agent.num_workers=5",),
+         "actor_rollout_ref.rollout.agent.num_workers=5 must divide the responses per step, data.train_batch_size x "
+         "rollout.n = 128 x 8 = 1024 (the agent loop splits them evenly): "
+         "e.g. actor_rollout_ref.rollout.agent.num_workers=4", "actor_rollout_ref.rollout.agent.num_workers=4"),
+        (("actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=false",),
+         "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=false must equal actor_rollout_ref.actor.use_dynamic_bsz="
+         "true", "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=true"),
+        (("relift.enable=false", "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=8192"),
+         "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=8192 is below the longest RL sequence, "
+         "data.max_prompt_length + data.max_response_length = 9216: set it to at least 9216",
+         "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=9216"),
+        (("actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=4096",),
+         "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=4096 is below the longest RL sequence",
+         "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=9216"),
+        (("actor_rollout_ref.actor.use_kl_loss=true", "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=4096"),
+         "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=4096 is below the longest RL sequence",
+         "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=9216"),
+        # Ulysses: a sequence spans 2 ranks, so the limit doubles and the data-parallel size halves.
+        (("actor_rollout_ref.actor.ulysses_sequence_parallel_size=2",
+          "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=4000"),
+         "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=4000 (x Ulysses size 2) is below the longest supervised "
+         "sequence, data.max_prompt_length + relift.max_target_len = 9216: set it to at least 4608",
+         "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=4608"),
+        (("actor_rollout_ref.actor.ulysses_sequence_parallel_size=2", "relift.sft_trigger_size=6"),
+         "relift.sft_trigger_size=6 must be a multiple of the data-parallel size 4 (trainer.n_gpus_per_node x "
+         "trainer.nnodes = 8 / Ulysses size 2): e.g. relift.sft_trigger_size=4", "relift.sft_trigger_size=4"),
+        (("actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size=3",),
+         "actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size=3 must divide the 8 ranks: "
+         "e.g. actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size=2",
+         "actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size=2"),
+        (("actor_rollout_ref.actor.fsdp_config.fsdp_size=3",),
+         "actor_rollout_ref.actor.fsdp_config.fsdp_size=3 must divide the 8 ranks, or be -1 (all of them)",
+         "actor_rollout_ref.actor.fsdp_config.fsdp_size=-1"),
+        # Rollout replicas: vLLM's data-parallel engines over nodes, MoE experts, pipeline stages.
+        (("trainer.nnodes=3", "data.train_batch_size=192", "actor_rollout_ref.actor.ppo_mini_batch_size=48",
+          "relift.sft_trigger_size=96", "actor_rollout_ref.rollout.tensor_model_parallel_size=3",
+          "actor_rollout_ref.rollout.data_parallel_size=8"),
+         "actor_rollout_ref.rollout.tensor_model_parallel_size=3 must divide trainer.n_gpus_per_node=8 when "
+         "actor_rollout_ref.rollout.data_parallel_size=8 spans nodes: "
+         "e.g. actor_rollout_ref.rollout.tensor_model_parallel_size=1",
+         "actor_rollout_ref.rollout.tensor_model_parallel_size=1"),
+        (("actor_rollout_ref.rollout.expert_parallel_size=4",),
+         "actor_rollout_ref.rollout.expert_parallel_size=4 must equal tensor_model_parallel_size x data_parallel_size "
+         "= 2 x 1: e.g. actor_rollout_ref.rollout.expert_parallel_size=2",
+         "actor_rollout_ref.rollout.expert_parallel_size=2"),
+        (("actor_rollout_ref.rollout.pipeline_model_parallel_size=2",),
+         "actor_rollout_ref.rollout.pipeline_model_parallel_size=2: veRL 0.9.1's vllm rollout has no pipeline "
+         "parallelism", "actor_rollout_ref.rollout.pipeline_model_parallel_size=1"),
+    ],
+)
+def test_each_size_rule_is_one_line_and_its_fix_works(overrides, expected, fix):
+    problems = config_problems(composed(*overrides))
+    assert len(problems) == 1 and expected in problems[0], problems
+    assert config_problems(composed(*overrides, fix)) == []
+
+
+def test_dry_run_refuses_the_issue_example_in_one_line():
+    """`DRY_RUN=1 GPUS_PER_NODE=6 bash examples/qwen2.5-math-7b.sh ...` passed before, and veRL asserted at the
+    first actor update; the configuration check stops it before the data, the model or Ray are looked at."""
+    env = {**os.environ, "DRY_RUN": "1", "GPUS_PER_NODE": "6", "MODEL": "/nonexistent/model",
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "qwen2.5-math-7b.sh")
+    result = subprocess.run(["bash", script, "data.train_batch_size=120", "relift.sft_trigger_size=120",
+                             "actor_rollout_ref.rollout.tensor_model_parallel_size=1"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    refusal = output[output.index("[relift] configuration errors:"):].splitlines()
+    assert [line for line in refusal[1:] if line.startswith("  ")] == [
+        "  actor_rollout_ref.actor.ppo_mini_batch_size=64 must divide data.train_batch_size=120, and its 64 x "
+        "rollout.n 8 = 512 responses must split over the data-parallel size 6: "
+        "e.g. actor_rollout_ref.actor.ppo_mini_batch_size=60"
+    ], output[-3000:]
+    assert "Traceback" not in output
 
 
 def test_main_stops_before_ray():

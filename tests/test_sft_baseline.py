@@ -2,8 +2,10 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -41,12 +43,35 @@ def test_dry_run_plans_epochs_and_refuses_what_would_stop_training(data_and_mode
     assert "lr 1e-05, cosine schedule, 2 warm-up steps" in ok.stdout
     assert "dry run: configuration and data valid; nothing started" in ok.stdout
     assert "Warning" not in ok.stdout + ok.stderr and not os.path.exists(out)
+    # With Ulysses size 2, a sequence spans 2 of the 4 ranks: 2 data-parallel ranks share each batch.
+    ulysses = dry_run(train, model, out, "--epochs", "1", "--world-size", "4", "--batch-size", "6",
+                      "engine.ulysses_sequence_parallel_size=2")
+    assert "4 rank(s), batch 6 (3 per rank), 10 steps per epoch" in ulysses.stdout, ulysses.stdout + ulysses.stderr
 
     refusals = {
         ("--steps", "2", "--world-size", "3"): "--batch-size 8 does not split over 3 ranks; use a multiple of 3",
         ("--steps", "2", "--max-length", "4096"): "--max-length 4096 is over the model's max_position_embeddings 2048",
         ("--steps", "2", "--max-length", "40"): f"{train}: row 0, field target: prompt + demonstration is",
         ("--epochs", "1", "--warmup-ratio", "1.5"): "--warmup-ratio 1.5: must be in [0, 1), e.g. 0.1",
+        # veRL 0.9.1's run-time size rules on the SFT trainer's path (relift.sft_baseline.config_problem)
+        ("--steps", "2", "data.use_dynamic_bsz=false", "data.micro_batch_size_per_gpu=3"):
+            "data.micro_batch_size_per_gpu=3 must divide the batch per data-parallel rank, --batch-size 8 / 1 = 8 "
+            "(data.use_dynamic_bsz=false): e.g. data.micro_batch_size_per_gpu=1",
+        ("--steps", "2", "--max-length", "512", "data.max_token_len_per_gpu=256"):
+            "data.max_token_len_per_gpu=256 is below --max-length 512, the longest sequence "
+            "(data.use_dynamic_bsz=true packs micro-batches up to it): set data.max_token_len_per_gpu=512",
+        ("--steps", "2", "--save-freq", "0"): "trainer.save_freq=0: veRL's SFT trainer takes the step modulo it",
+        ("--steps", "2", "--world-size", "4", "engine.ulysses_sequence_parallel_size=3"):
+            "engine.ulysses_sequence_parallel_size=3 must divide the 4 ranks: "
+            "e.g. engine.ulysses_sequence_parallel_size=2",
+        ("--steps", "2", "--world-size", "4", "engine.fsdp_size=3"):
+            "engine.fsdp_size=3 must divide the 4 ranks, or be -1 (all of them): e.g. engine.fsdp_size=-1",
+        ("--steps", "2", "--world-size", "2", "engine.ulysses_sequence_parallel_size=2",
+         "model.use_remove_padding=false"):
+            "engine.ulysses_sequence_parallel_size=2 needs model.use_remove_padding=true",
+        ("--steps", "2", "--world-size", "4", "--batch-size", "9", "engine.ulysses_sequence_parallel_size=2"):
+            "--batch-size 9 does not split over the data-parallel size 2 (4 ranks / Ulysses size 2); "
+            "use a multiple of 2",
     }
     for extra, message in refusals.items():
         result = dry_run(train, model, out, *extra)
@@ -78,3 +103,32 @@ def test_sft_baseline_loss_falls_and_hf_model_loads(data_and_model, tmp_path):
     assert trained.keys() == initial.keys()
     assert all(t.dtype == torch.float32 for t in trained.values())  # trained in fp32 (veRL's config.json says bf16)
     assert not torch.equal(trained["model.embed_tokens.weight"], initial["model.embed_tokens.weight"])
+
+
+@pytest.mark.e2e
+def test_resume_after_an_epoch_trains_exactly_the_steps_left(data_and_model, tmp_path):
+    """Killed right after its end-of-epoch checkpoint, a 3-epoch run resumes at the next epoch's first batch and
+    trains the steps it has left, then saves and links the last one. veRL 0.9.1 alone (veRL#7401) restored the
+    exhausted loader state of that checkpoint: the next epoch ran 0 batches and the run stopped an epoch short."""
+    train, model = data_and_model
+    out = str(tmp_path / "run")
+    command = [sys.executable, "-m", "relift.sft_baseline", "--train", train, "--model", model, "--out", out,
+               "--epochs", "3", "--batch-size", "16", "--lr", "1e-3", "--save-freq", "after_each_epoch",
+               "--device", "cpu", "data.micro_batch_size_per_gpu=16"]
+    tracker = os.path.join(out, "checkpoints", "latest_checkpointed_iteration.txt")
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while not os.path.exists(tracker) and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first.kill()
+        first.wait()
+    with open(tracker) as f:  # 64 rows / batch 16 = 4 steps per epoch
+        assert f.read() == "4", "the first run was not stopped between its first and second checkpoints"
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
+    steps = [int(step) for step in re.findall(r"^step:(\d+) - .*train/loss", resumed.stdout, re.MULTILINE)]
+    assert steps == list(range(5, 13)), steps
+    final = os.path.join(out, "checkpoints", "global_step_12", "huggingface")
+    assert os.path.realpath(os.path.join(out, "final")) == os.path.realpath(final)
