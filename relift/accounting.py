@@ -13,6 +13,9 @@ import json
 from dataclasses import dataclass
 
 SUMMARY_FILE = "summary.json"
+# The totals of a run so far, in each checkpoint folder of the SFT-only baseline (ReLIFT's are in
+# relift_state.json).
+CHECKPOINT_FILE = "relift_account.json"
 
 
 @dataclass
@@ -92,3 +95,23 @@ def load(path: str) -> Account:
         account = Account()
         account.load_state_dict(json.load(f))
         return account
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m relift.accounting --arm sft_rl --out RUN/summary.json SFT/summary.json RL/summary.json"""
+    import argparse
+
+    from relift.data import write_text_atomic
+
+    parser = argparse.ArgumentParser(description="One compute summary for consecutive stages of a run.")
+    parser.add_argument("--arm", required=True)
+    parser.add_argument("--out", required=True, help="the combined summary.json")
+    parser.add_argument("stages", nargs="+", help="each stage's summary.json, in order")
+    args = parser.parse_args(argv)
+    total = combine(args.arm, [load(path) for path in args.stages])
+    write_text_atomic(args.out, json.dumps(total.summary(), indent=2))
+    print("\n".join(total.lines()))
+
+
+if __name__ == "__main__":
+    main()

@@ -43,7 +43,12 @@ import os
 import socket
 import sys
 import tempfile
+import time
 import warnings
+from functools import partial
+
+from relift import accounting
+from relift.data import write_text_atomic
 
 CHECK_ROWS = 8
 
@@ -78,6 +83,28 @@ def epoch_resuming_trainer(config):
     from verl.trainer.sft_trainer import SFTTrainer
 
     class EpochResumingSFTTrainer(SFTTrainer):
+        def __init__(self, config):
+            self._started = time.monotonic()
+            super().__init__(config)  # loads the latest checkpoint
+            self.wall_before = 0.0  # the wall time of the sessions before a resume, saved with each checkpoint
+            folder = os.path.join(config.trainer.default_local_dir, f"global_step_{self.resume_global_step}")
+            if self.resume_global_step and os.path.exists(os.path.join(folder, accounting.CHECKPOINT_FILE)):
+                self.wall_before = accounting.load(os.path.join(folder, accounting.CHECKPOINT_FILE)).wall_s
+            save = self.ckpt_handler.save_checkpoint
+
+            def save_with_wall_time(step):
+                if self.rank == 0:  # before veRL's save, which marks the checkpoint as the latest last
+                    folder = os.path.join(config.trainer.default_local_dir, f"global_step_{step}")
+                    os.makedirs(folder, exist_ok=True)
+                    write_text_atomic(os.path.join(folder, accounting.CHECKPOINT_FILE),
+                                      json.dumps(accounting.Account(wall_s=self.wall_s()).state_dict()))
+                save(step=step)
+
+            self.ckpt_handler.save_checkpoint = save_with_wall_time
+
+        def wall_s(self) -> float:
+            return self.wall_before + time.monotonic() - self._started
+
         def _build_dataloader(self):
             super()._build_dataloader()
             self._unstarted_loader_state = self.train_dataloader.state_dict()
@@ -193,12 +220,17 @@ def overrides(args, data: str) -> list[str]:
     return common + (cpu if args.device == "cpu" else []) + args.overrides
 
 
-def too_long(train: str, pairs, tokenizer, max_length: int) -> str | None:
-    """The first row whose prompt + demonstration + EOS exceeds max_length, as one line; None if all fit."""
+def token_lengths(pairs, tokenizer) -> tuple[list[int], list[int]]:
+    """(prompt tokens, demonstration tokens + EOS) per row."""
     _, prompts, demonstrations = zip(*pairs, strict=True)
-    lengths = [len(p) + len(d) + 1 for p, d in zip(tokenizer(list(prompts), add_special_tokens=False)["input_ids"],
-                                                     tokenizer(list(demonstrations), add_special_tokens=False)["input_ids"],
-                                                     strict=True)]
+    encode = partial(tokenizer, add_special_tokens=False)
+    return ([len(p) for p in encode(list(prompts))["input_ids"]],
+            [len(d) + 1 for d in encode(list(demonstrations))["input_ids"]])
+
+
+def too_long(train: str, prompt_lengths: list[int], demo_lengths: list[int], max_length: int) -> str | None:
+    """The first row whose prompt + demonstration + EOS exceeds max_length, as one line; None if all fit."""
+    lengths = [p + d for p, d in zip(prompt_lengths, demo_lengths, strict=True)]
     over = [i for i, n in enumerate(lengths) if n > max_length]
     if not over:
         return None
@@ -285,7 +317,8 @@ def prepare(args, data: str, tokenizer):
     per_epoch = steps_per_epoch(rows, args.batch_size, dp)
     if per_epoch == 0:
         raise SystemExit(f"[sft_baseline] {args.train}: {rows} rows make no batch of --batch-size {args.batch_size}")
-    problem = too_long(args.train, pairs, tokenizer, args.max_length)
+    prompt_lengths, demo_lengths = token_lengths(pairs, tokenizer)
+    problem = too_long(args.train, prompt_lengths, demo_lengths, args.max_length)
     if problem:
         raise SystemExit(f"[sft_baseline] {problem}")
     # Every rank writes the same file, atomically, and reads a complete one.
@@ -304,7 +337,7 @@ def prepare(args, data: str, tokenizer):
         f"lr {args.lr:g}, {args.lr_scheduler} schedule, {warmup} warm-up steps; saves: {args.save_freq} and the last step",
         f"HF models -> {config.trainer.default_local_dir}/global_step_K/huggingface, {args.out}/final -> the last",
     ]
-    return config, plan
+    return config, plan, demo_lengths
 
 
 def link_final(out: str, checkpoints: str) -> str:
@@ -366,7 +399,7 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     if args.dry_run:
         with tempfile.TemporaryDirectory() as scratch:
-            _, plan = prepare(args, os.path.join(scratch, "sft_data.parquet"), tokenizer)
+            _, plan, _ = prepare(args, os.path.join(scratch, "sft_data.parquet"), tokenizer)
         for line in plan:
             print(f"[sft_baseline] {line}")
         print("[sft_baseline] dry run: configuration and data valid; nothing started")
@@ -375,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     os.makedirs(args.out, exist_ok=True)
     os.environ.setdefault("VERL_FILE_LOGGER_PATH", os.path.join(args.out, "metrics.jsonl"))
     data = os.path.join(args.out, "sft_data.parquet")
-    config, plan = prepare(args, data, tokenizer)
+    config, plan, demo_lengths = prepare(args, data, tokenizer)
     plan.insert(1, f"veRL's messages rows: {data}")
     for line in plan:
         print(f"[sft_baseline] {line}")
@@ -391,12 +424,29 @@ def main(argv: list[str] | None = None) -> None:
     else:
         initialize_global_process_group()
     try:
-        epoch_resuming_trainer(config).fit()
+        trainer = epoch_resuming_trainer(config)
+        trainer.fit()
     finally:
         destroy_global_process_group()
 
     if int(os.environ.get("RANK", "0")) == 0:
         link_final(args.out, config.trainer.default_local_dir)
+        write_account(args, trainer, demo_lengths)
+
+
+def write_account(args, trainer, demo_lengths: list[int]) -> None:
+    """OUT/summary.json and the console block (relift.accounting). Supervised tokens: the demonstrations'
+    (with EOS) per pass, times the passes made; the mean row over a partial pass."""
+    steps = trainer.total_training_steps
+    rows_trained = steps * args.batch_size
+    account = accounting.Account(
+        arm="sft", experiment=os.path.basename(args.out), steps=steps, device=args.device, devices=args.world_size,
+        wall_s=trainer.wall_s(), sft_tokens_trained=round(rows_trained * sum(demo_lengths) / len(demo_lengths)),
+        sft_updates=steps, demos_available=len(demo_lengths), demos_used=min(rows_trained, len(demo_lengths)),
+    )
+    account.sft_wall_s = account.wall_s
+    write_text_atomic(os.path.join(args.out, accounting.SUMMARY_FILE), json.dumps(account.summary(), indent=2))
+    print("\n".join(account.lines()))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from relift.toy.digit_tasks import build
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = sorted(
     path for path in glob.glob(os.path.join(REPO, "examples", "*.sh"))
-    if not os.path.basename(path).startswith(("ray_", "run_relift", "gpu_smoke")) and "sft-baseline" not in path
+    if not os.path.basename(path).startswith(("ray_", "run_relift", "gpu_smoke"))
+    and "sft-baseline" not in path and "sft-rl-baseline" not in path
 )
 
 
@@ -89,3 +90,16 @@ def test_sft_baseline_dry_run(inputs, long_context_model):
     short = dry_run(script, **inputs)
     assert short.returncode != 0
     assert "--max-length 16384 is over the model's max_position_embeddings 2048" in short.stderr
+
+
+def test_sft_rl_baseline_dry_run(inputs, long_context_model):
+    """SFT->RL: the SFT-only stage's plan, then the RL-only stage's on the same data (checked on the base model,
+    as the SFT model does not exist yet)."""
+    result = dry_run(os.path.join(REPO, "examples", "qwen2.5-math-7b-sft-rl-baseline.sh"),
+                     **{**inputs, "MODEL": long_context_model})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "12 steps (3 epochs)" in output and "[sft_baseline] dry run: configuration and data valid" in output
+    assert "supervised        off (relift.enable=false)" in output
+    assert "[relift] dry run: configuration and data valid; nothing started" in output
+    assert "Warning" not in output and "Traceback" not in output

@@ -104,6 +104,13 @@ def test_sft_baseline_loss_falls_and_hf_model_loads(data_and_model, tmp_path):
     assert all(t.dtype == torch.float32 for t in trained.values())  # trained in fp32 (veRL's config.json says bf16)
     assert not torch.equal(trained["model.embed_tokens.weight"], initial["model.embed_tokens.weight"])
 
+    # Compute accounting: 4 steps of 8 of the 64 demonstrations, the whole run supervised.
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert (summary["arm"], summary["steps"], summary["sft_updates"]) == ("sft", 4, 4)
+    assert (summary["demos_used"], summary["demos_available"], summary["tokens_generated"]) == (32, 64, 0)
+    assert summary["sft_tokens_trained"] > 32 and summary["sft_wall_share"] == 1.0 and summary["wall_s"] > 0
+    assert "[relift] compute for this run (sft, 4 steps)" in result.stdout
+
 
 @pytest.mark.e2e
 def test_resume_after_an_epoch_trains_exactly_the_steps_left(data_and_model, tmp_path):
@@ -132,3 +139,7 @@ def test_resume_after_an_epoch_trains_exactly_the_steps_left(data_and_model, tmp
     assert steps == list(range(5, 13)), steps
     final = os.path.join(out, "checkpoints", "global_step_12", "huggingface")
     assert os.path.realpath(os.path.join(out, "final")) == os.path.realpath(final)
+    # The compute summary covers the whole run: the first session's wall time travelled with its checkpoint.
+    first_wall = json.load(open(os.path.join(out, "checkpoints", "global_step_4", "relift_account.json")))["wall_s"]
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert summary["steps"] == 12 and summary["wall_s"] > first_wall > 0
