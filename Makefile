@@ -1,4 +1,5 @@
 # relift: the two set-up commands are `make demo` and `make test` (each installs what it needs first).
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,9 +24,15 @@ install: $(STAMP)
 demo: install
 	$(PY) -m relift.demo --out outputs/cpu-demo
 
-# Unit tests and the end-to-end CPU runs (Ray on 127.0.0.1); slow tests are opt-in (make test-all).
+# Unit tests and the end-to-end CPU runs (Ray on 127.0.0.2); slow tests are opt-in (make test-all).
+# The tests write only under temporary folders: the run fails if it changed what git sees in the tree.
 test: install
-	$(PY) -m pytest -q -m "not slow"
+	@before="$$(git status --porcelain 2>&1)"; \
+	$(PY) -m pytest -q -m "not slow"; status=$$?; \
+	after="$$(git status --porcelain 2>&1)"; \
+	if [ "$$before" != "$$after" ]; then \
+		echo "make test changed the tree (git status before / after):"; diff <(echo "$$before") <(echo "$$after"); exit 1; \
+	fi; exit $$status
 
 test-all: install
 	$(PY) -m pytest -q

@@ -336,29 +336,45 @@ def replay_granularity(config: DictConfig) -> int:
     return dp * (config.relift.sft_micro_batch_size_per_gpu or actor.ppo_micro_batch_size_per_gpu)
 
 
-def replayed_per_update(config: DictConfig) -> int:
-    """Correct responses of the policy's own added to each supervised update: relift.replay.share of the
-    batch of sft_trigger_size demonstrations plus them, rounded down to `replay_granularity`."""
+REPLAY_SOURCES = ("share", "taught_share")
+
+
+def replayed_per_update(config: DictConfig) -> dict[str, int]:
+    """Replayed responses added to each supervised update of sft_trigger_size new demonstrations, per source:
+    "share", the policy's own correct responses, and "taught_share", demonstrations already trained on. Each
+    is its share of the whole batch, rounded down to `replay_granularity`."""
     relift, unit = config.relift, replay_granularity(config)
-    share = relift.replay.share
-    return int(relift.sft_trigger_size * share / (1 - share)) // unit * unit if 0 < share < 1 else 0
+    shares = {source: relift.replay[source] for source in REPLAY_SOURCES}
+    new = 1 - sum(shares.values())
+    if new <= 0 or min(shares.values()) < 0:
+        return dict.fromkeys(REPLAY_SOURCES, 0)
+    return {source: int(relift.sft_trigger_size * share / new) // unit * unit for source, share in shares.items()}
+
+
+def _replay_problems(config: DictConfig) -> list[str]:
+    relift = config.relift
+    replay, counts = relift.replay, replayed_per_update(config)
+    if min(replay.share, replay.taught_share) < 0 or replay.share + replay.taught_share >= 1:
+        return [f"relift.replay.share={replay.share} and relift.replay.taught_share={replay.taught_share} must "
+                "be >= 0 and leave room for new demonstrations (sum < 1): e.g. 0.5 and 0.25"]
+    problems = []
+    for source in REPLAY_SOURCES:
+        if replay[source] > 0 and not counts[source]:
+            problems.append(
+                f"relift.replay.{source}={replay[source]} replays no response: its share of a batch of "
+                f"relift.sft_trigger_size={relift.sft_trigger_size} new demonstrations is below "
+                f"{replay_granularity(config)} (one micro-batch per data-parallel rank); raise it"
+            )
+    if any(counts.values()) and not (replay.pool_size or 0) > 0:
+        problems.append(f"relift.replay.pool_size={replay.pool_size} must be positive: e.g. 256")
+    return problems
 
 
 def _stabilizer_problems(config: DictConfig) -> list[str]:
     from relift.sft import TOKEN_WEIGHTINGS
 
     relift = config.relift
-    problems = []
-    if not 0 <= relift.replay.share < 1:
-        problems.append(f"relift.replay.share={relift.replay.share} must be in [0, 1): e.g. relift.replay.share=0.5")
-    elif relift.replay.share > 0 and not replayed_per_update(config):
-        problems.append(
-            f"relift.replay.share={relift.replay.share} replays no response: relift.sft_trigger_size="
-            f"{relift.sft_trigger_size} x share / (1 - share) is below {replay_granularity(config)} (one micro-batch "
-            "per data-parallel rank); raise relift.replay.share"
-        )
-    if relift.replay.share > 0 and not (relift.replay.pool_size or 0) > 0:
-        problems.append(f"relift.replay.pool_size={relift.replay.pool_size} must be positive: e.g. 256")
+    problems = _replay_problems(config)
     if relift.sft_loss.weighting not in TOKEN_WEIGHTINGS:
         problems.append(f"relift.sft_loss.weighting={relift.sft_loss.weighting} is not one of {', '.join(TOKEN_WEIGHTINGS)}")
     if not 0 < relift.sft_loss.trust_region_alpha <= 1:

@@ -43,7 +43,7 @@ from verl.workers.utils.padding import left_right_2_no_padding
 
 from relift import best
 from relift.accounting import SUMMARY_FILE, Account
-from relift.buffer import CorrectResponse, HardQuestion, QuestionBuffer
+from relift.buffer import CorrectResponse, HardQuestion
 from relift.checks import (
     STATE_FILE,
     config_problems,
@@ -53,9 +53,9 @@ from relift.checks import (
     resume_state_missing,
 )
 from relift.data import write_text_atomic
-from relift.guard import RunawayGuard
 from relift.hardest import group_outcomes
 from relift.reward import grading_health
+from relift.state import RunState
 from relift.sft import build_sft_batch, demonstration_text, strip_think_prefix
 from relift.teacher import Teacher, TeacherQueue, TeacherUnavailable, config_from
 
@@ -73,29 +73,19 @@ class ReLIFTTrainer(RayPPOTrainer):
             warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)
             super().__init__(*args, **kwargs)
         self.relift = self.config.relift
-        self.buffer = QuestionBuffer(HardQuestion, capacity=self.relift.buffer_capacity)
-        self.replay = QuestionBuffer(CorrectResponse, capacity=self.relift.replay.pool_size)
         self.replayed_per_update = replayed_per_update(self.config)
         self.replay_granularity = replay_granularity(self.config)
-        self.guard = RunawayGuard(self.relift.guard.max_rise, self.relift.guard.window)
-        self.counters = {
-            "sft_updates": 0,
-            "hardest_seen": 0,
-            "hardest_without_demo": 0,
-            "demos_truncated": 0,
-        }
-        self.demos_used: set[str] = set()
-        world = self.config.trainer.n_gpus_per_node * self.config.trainer.nnodes
-        self.account = Account(arm="relift" if self.relift.enable else "rl", experiment=self.config.trainer.experiment_name,
-                               device=self.config.trainer.device, devices=world)
-        self._started = time.monotonic()  # this session's start; a resume adds the checkpoint's wall time
-        self._wall_before = 0.0
-        self.best_score: float | None = None
         self.teacher: TeacherQueue | None = None
         if self.relift.enable and self.relift.teacher.enable:
             config = config_from(self.relift.teacher)
             config.max_target_len = self.relift.max_target_len
             self.teacher = TeacherQueue(Teacher(config, lambda text: len(self.tokenizer.encode(text, add_special_tokens=False))))
+        world = self.config.trainer.n_gpus_per_node * self.config.trainer.nnodes
+        account = Account(arm="relift" if self.relift.enable else "rl", experiment=self.config.trainer.experiment_name,
+                          device=self.config.trainer.device, devices=world)
+        self.state = RunState(self.relift, account, self.teacher)
+        self._started = time.monotonic()  # this session's start; a resume adds the checkpoint's wall time
+        self._wall_before = 0.0
         # relift.main checks before Ray starts; a trainer built another way checks here.
         problems = config_problems(self.config)
         if problems:
@@ -129,15 +119,15 @@ class ReLIFTTrainer(RayPPOTrainer):
         """veRL's fit(), then the run's compute summary (relift.accounting)."""
         super().fit()
         self._update_account(steps=self.global_steps - 1)  # veRL counts one past the last step
-        account = self.account.summary()
+        account = self.state.account.summary()
         write_text_atomic(os.path.join(self.config.trainer.default_local_dir, SUMMARY_FILE), json.dumps(account, indent=2))
-        print("\n".join(self.account.lines()), flush=True)
+        print("\n".join(self.state.account.lines()), flush=True)
 
     def _update_account(self, steps: int) -> None:
-        self.account.steps = steps
-        self.account.wall_s = self._wall_before + time.monotonic() - self._started
-        self.account.demos_available = len(self.train_dataset)
-        self.account.demos_used = len(self.demos_used)
+        self.state.account.steps = steps
+        self.state.account.wall_s = self._wall_before + time.monotonic() - self._started
+        self.state.account.demos_available = len(self.train_dataset)
+        self.state.account.demos_used = len(self.state.demos_used)
 
     def _update_actor(self, batch: DataProto) -> DataProto:
         health = grading_health(batch.non_tensor_batch)
@@ -149,15 +139,24 @@ class ReLIFTTrainer(RayPPOTrainer):
             )
         output = super()._update_actor(batch)
         tokens = int(batch.batch["response_mask"].sum())
-        self.account.tokens_generated += tokens  # GRPO trains on every sampled response
-        self.account.rl_tokens_trained += tokens
+        self.state.account.tokens_generated += tokens  # GRPO trains on every sampled response
+        self.state.account.rl_tokens_trained += tokens
         output.meta_info["metrics"].update(health)
         if self.relift.enable:
             output.meta_info["metrics"].update(self._relift_step(batch))
         return output
 
     def _relift_step(self, batch: DataProto) -> dict:
-        """Buffer this step's hardest questions, then run the supervised updates that are due."""
+        """Buffer this step's hardest questions, run the supervised updates that are due, report the step."""
+        metrics = self._collect(batch)
+        metrics.update(self._run_due_updates(metrics["relift/solve_none_frac"]))
+        metrics.update(self._state_metrics())
+        self._print_progress(batch, metrics)
+        return metrics
+
+    def _collect(self, batch: DataProto) -> dict:
+        """Push this step's hardest questions with a demonstration into the buffer (and send those without one
+        to the teacher), keep correct responses for replay, and take in the teacher's replies."""
         non_tensor = batch.non_tensor_batch
         if "acc" not in non_tensor:
             raise KeyError(
@@ -181,61 +180,61 @@ class ReLIFTTrainer(RayPPOTrainer):
                     })
                 continue
             self._buffer_demonstration(question_id, prompt_ids, demonstration)
-        if self.replayed_per_update:
+        if self.replayed_per_update["share"]:
             for row in outcome.correct_rows:
                 self._remember_correct_response(batch, row)
-        teacher_metrics = {}
+        metrics = {}
         if self.teacher is not None:  # replies that arrived since the last step, asked at this one or before
             try:
-                taught, teacher_metrics = self.teacher.harvest()
+                taught, metrics = self.teacher.harvest()
             except TeacherUnavailable as error:
                 raise RuntimeError(f"[relift] step {self.global_steps}: {error}") from None
             for question_id, info, answer in taught:
                 self._buffer_demonstration(question_id, info["prompt_ids"], answer.demonstration)
-        self.counters["hardest_seen"] += len(outcome.hardest_rows)
-        self.counters["hardest_without_demo"] += without_demo
-
-        metrics = {
+        self.state.counters["hardest_seen"] += len(outcome.hardest_rows)
+        self.state.counters["hardest_without_demo"] += without_demo
+        return {
+            **metrics,
             "relift/hardest_in_batch": len(outcome.hardest_rows),
             "relift/hardest_without_demo": without_demo,
             "relift/solve_none_frac": len(outcome.hardest_rows) / outcome.num_questions,
             "relift/solve_all_frac": outcome.num_solved_all / outcome.num_questions,
-            "relift/sft_loss": math.nan,
-            "timing_s/relift_sft": 0.0,
         }
+
+    def _run_due_updates(self, hardest_share: float) -> dict:
+        """While the buffer holds sft_trigger_size questions (and the guard allows), supervised updates on the
+        newest, at most max_sft_updates_per_step of them."""
+        metrics = {"relift/sft_loss": math.nan, "timing_s/relift_sft": 0.0}
         updates = 0
-        allowed = self.guard.allows(metrics["relift/solve_none_frac"])
-        while (allowed and len(self.buffer) >= self.relift.sft_trigger_size
+        allowed = self.state.guard.allows(hardest_share)
+        while (allowed and len(self.state.buffer) >= self.relift.sft_trigger_size
                and updates < self.relift.max_sft_updates_per_step):
             start = time.perf_counter()
-            sft_metrics = self._sft_update(self.buffer.pop_newest(self.relift.sft_trigger_size))
-            metrics["timing_s/relift_sft"] += time.perf_counter() - start
-            self.account.sft_wall_s += time.perf_counter() - start
-            metrics.update(sft_metrics)
+            metrics.update(self._sft_update(self.state.buffer.pop_newest(self.relift.sft_trigger_size)))
+            elapsed = time.perf_counter() - start
+            metrics["timing_s/relift_sft"] += elapsed
+            self.state.account.sft_wall_s += elapsed
             updates += 1
-            self.counters["sft_updates"] += 1
-        due = len(self.buffer) >= self.relift.sft_trigger_size
-        metrics.update(
-            {
-                "relift/sft_held": int(not allowed and due),
-                "relift/replay_pool": len(self.replay),
-                "relift/sft_updates": updates,
-                "relift/sft_updates_total": self.counters["sft_updates"],
-                "relift/buffer_size": len(self.buffer),
-                "relift/buffer_evicted": self.buffer.evicted,
-                "relift/hardest_seen_total": self.counters["hardest_seen"],
-                "relift/demos_used": len(self.demos_used),
-                "relift/demos_used_frac": len(self.demos_used) / len(self.train_dataset),
-                "relift/demos_truncated": self.counters["demos_truncated"],
-            }
-        )
-        metrics.update(teacher_metrics)
-        self._print_progress(batch, metrics)
-        return metrics
+            self.state.counters["sft_updates"] += 1
+        due = len(self.state.buffer) >= self.relift.sft_trigger_size
+        return {**metrics, "relift/sft_updates": updates, "relift/sft_held": int(not allowed and due)}
+
+    def _state_metrics(self) -> dict:
+        return {
+            "relift/replay_pool": len(self.state.replay),
+            "relift/taught_pool": len(self.state.taught),
+            "relift/sft_updates_total": self.state.counters["sft_updates"],
+            "relift/buffer_size": len(self.state.buffer),
+            "relift/buffer_evicted": self.state.buffer.evicted,
+            "relift/hardest_seen_total": self.state.counters["hardest_seen"],
+            "relift/demos_used": len(self.state.demos_used),
+            "relift/demos_used_frac": len(self.state.demos_used) / len(self.train_dataset),
+            "relift/demos_truncated": self.state.counters["demos_truncated"],
+        }
 
     def _buffer_demonstration(self, question_id: str, prompt_ids: list[int], demonstration: str) -> None:
         rendered = self.tokenizer.decode(prompt_ids, skip_special_tokens=False)
-        self.buffer.push(HardQuestion(question_id=question_id, prompt_ids=prompt_ids,
+        self.state.buffer.push(HardQuestion(question_id=question_id, prompt_ids=prompt_ids,
                                       demonstration=strip_think_prefix(rendered, demonstration)))
 
     def _remember_correct_response(self, batch: DataProto, row: int) -> None:
@@ -243,7 +242,7 @@ class ReLIFTTrainer(RayPPOTrainer):
         response = batch.batch["responses"][row][batch.batch["response_mask"][row].bool()].tolist()
         if response and response[-1] == self.tokenizer.eos_token_id and len(response) <= self.relift.max_target_len:
             prompt_ids = self._prompt_ids(batch, row)
-            self.replay.push(CorrectResponse(_question_id(prompt_ids), prompt_ids, response[:-1]))
+            self.state.replay.push(CorrectResponse(_question_id(prompt_ids), prompt_ids, response[:-1]))
 
     @staticmethod
     def _prompt_ids(batch: DataProto, row: int) -> list[int]:
@@ -255,18 +254,21 @@ class ReLIFTTrainer(RayPPOTrainer):
     def _sft_lr(self) -> float:
         """The supervised lr of the next update: linear warm-up over relift.optim.warmup_updates."""
         warmup = self.relift.optim.warmup_updates
-        return self.relift.optim.lr * min(1.0, (self.counters["sft_updates"] + 1) / warmup) if warmup else self.relift.optim.lr
+        return self.relift.optim.lr * min(1.0, (self.state.counters["sft_updates"] + 1) / warmup) if warmup else self.relift.optim.lr
 
     def _sft_update(self, questions: list[HardQuestion]) -> dict:
-        """One supervised update on the questions' demonstrations plus relift.replay's share of the policy's
-        own earlier correct responses (a draw seeded by the update's index, so a resume draws the same)."""
-        rng = random.Random(f"{self.config.data.seed}-{self.counters['sft_updates']}")
-        replayed = self.replay.sample(self.replayed_per_update, rng)
-        replayed = replayed[: len(replayed) // self.replay_granularity * self.replay_granularity]
+        """One supervised update on the questions' demonstrations plus relift.replay's shares of the policy's own
+        earlier correct responses and of demonstrations taught before (a draw seeded by the update's index, so
+        that a resume draws the same)."""
+        rng = random.Random(f"{self.config.data.seed}-{self.state.counters['sft_updates']}")
+        replayed = []
+        for pool, source in ((self.state.replay, "share"), (self.state.taught, "taught_share")):
+            drawn = pool.sample(self.replayed_per_update[source], rng)
+            replayed += drawn[: len(drawn) // self.replay_granularity * self.replay_granularity]
+        demonstration_ids = [self.tokenizer.encode(q.demonstration, add_special_tokens=False) for q in questions]
         sft_batch = build_sft_batch(
             [q.prompt_ids for q in questions] + [r.prompt_ids for r in replayed],
-            [self.tokenizer.encode(q.demonstration, add_special_tokens=False) for q in questions]
-            + [r.response_ids for r in replayed],
+            demonstration_ids + [r.response_ids for r in replayed],
             eos_token_id=self.tokenizer.eos_token_id,
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0,
             max_target_len=self.relift.max_target_len,
@@ -290,10 +292,14 @@ class ReLIFTTrainer(RayPPOTrainer):
             tu.assign_non_tensor(data_td, micro_batch_size_per_gpu=self.relift.sft_micro_batch_size_per_gpu)
         output = self.actor_rollout_wg.sft_update(data_td)
         worker_metrics = tu.get(output, "metrics")
-        self.counters["demos_truncated"] += sft_batch.truncated  # replayed responses fit by construction
-        self.account.sft_tokens_trained += int(sft_batch.tensors["response_mask"].sum())
-        self.account.sft_updates += 1
-        self.demos_used.update(q.question_id for q in questions)
+        if self.replayed_per_update["taught_share"]:
+            for q, ids in zip(questions, demonstration_ids, strict=True):
+                if len(ids) < self.relift.max_target_len:  # the taught demonstrations that fit, for later updates
+                    self.state.taught.push(CorrectResponse(q.question_id, q.prompt_ids, ids))
+        self.state.counters["demos_truncated"] += sft_batch.truncated  # replayed responses fit by construction
+        self.state.account.sft_tokens_trained += int(sft_batch.tensors["response_mask"].sum())
+        self.state.account.sft_updates += 1
+        self.state.demos_used.update(q.question_id for q in questions)
         metrics = {
             "relift/sft_loss": float(np.mean(worker_metrics["relift/sft_nll"])),
             "relift/sft_grad_norm": float(np.mean(worker_metrics["grad_norm"])),
@@ -325,8 +331,8 @@ class ReLIFTTrainer(RayPPOTrainer):
     def _validate(self, *args, **kwargs):
         metrics = super()._validate(*args, **kwargs)
         score = best.validation_score(metrics)
-        if self.relift.save_best and score is not None and (self.best_score is None or score > self.best_score):
-            self.best_score = score
+        if self.relift.save_best and score is not None and (self.state.best_score is None or score > self.state.best_score):
+            self.state.best_score = score
             run_dir = os.path.abspath(self.config.trainer.default_local_dir)
             info = {"step": self.global_steps, "score": score,
                     "val_core": {key: float(value) for key, value in metrics.items() if key.startswith("val-core/")}}
@@ -345,18 +351,8 @@ class ReLIFTTrainer(RayPPOTrainer):
         # from the previous checkpoint, whose state is complete.
         folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
         self._update_account(steps=self.global_steps)
-        state = {
-            "account": self.account.state_dict(),
-            "buffer": self.buffer.state_dict(),
-            "replay": self.replay.state_dict(),
-            "guard": self.guard.state_dict(),
-            "counters": self.counters,
-            "demos_used": sorted(self.demos_used),
-            "best_score": self.best_score,
-            "teacher": self.teacher.state_dict() if self.teacher is not None else None,
-        }
         try:
-            write_text_atomic(self._state_path(folder), json.dumps(state))
+            write_text_atomic(self._state_path(folder), json.dumps(self.state.state_dict()))
             super()._save_checkpoint()
         except Exception as error:
             cause = getattr(error, "cause", error)  # a worker's error arrives wrapped in Ray's RayTaskError
@@ -380,21 +376,11 @@ class ReLIFTTrainer(RayPPOTrainer):
         path = self._state_path(os.path.abspath(folder))
         if os.path.exists(path):
             with open(path) as f:
-                state = json.load(f)
-            self.buffer.load_state_dict(state["buffer"])
-            if "replay" in state:  # a checkpoint of relift before the replay pool and the guard
-                self.replay.load_state_dict(state["replay"])
-                self.guard.load_state_dict(state["guard"])
-            self.counters.update(state["counters"])
-            if "account" in state:
-                self.account.load_state_dict(state["account"])
-                self._wall_before = self.account.wall_s
-            self.demos_used = set(state["demos_used"])
-            self.best_score = state.get("best_score")
-            print(f"[relift] resumed buffer of {len(self.buffer)} questions, replay pool of {len(self.replay)} "
-                  f"responses and counters {self.counters}", flush=True)
-            if self.teacher is not None and state.get("teacher"):
-                self.teacher.load_state_dict(state["teacher"])
+                self.state.load_state_dict(json.load(f))
+            self._wall_before = self.state.account.wall_s
+            print(f"[relift] resumed buffer of {len(self.state.buffer)} questions, replay pool of "
+                  f"{len(self.state.replay)} responses and counters {self.state.counters}", flush=True)
+            if self.teacher is not None and self.teacher.pending:
                 print(f"[relift] asked the teacher again for {len(self.teacher.pending)} pending questions", flush=True)
         elif self.relift.enable and not self.relift.resume_without_state:
             raise FileNotFoundError(resume_state_missing(path))  # relift.main checks this before Ray starts

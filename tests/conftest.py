@@ -11,6 +11,13 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(autouse=True)
+def _in_a_temporary_folder(tmp_path_factory, monkeypatch):
+    """Every test runs in a temporary working directory, as TRL's tests do: what a command writes there
+    (Hydra's outputs/<date>/, veRL's file logger's ./<project>/<experiment>.jsonl) stays out of the tree."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """Digit-task data and a randomly initialised tiny Qwen2 model (every answer wrong)."""

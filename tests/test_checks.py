@@ -198,10 +198,13 @@ def test_main_refuses_a_cluster_address_without_an_auth_mode(tiny):
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (("relift.replay.share=1.0",), "relift.replay.share=1.0 must be in [0, 1)"),
+        (("relift.replay.share=0.5", "relift.replay.taught_share=0.5"),
+         "relift.replay.share=0.5 and relift.replay.taught_share=0.5 must be >= 0 and leave room for new demonstrations"),
+        (("relift.replay.share=-0.1",), "relift.replay.share=-0.1 and relift.replay.taught_share=0.0 must be >= 0"),
         # 8 x 0.05 / 0.95 rounds to no replayed response: the share would silently do nothing.
-        (("device=cpu", "toy=digits", "relift.replay.share=0.05"),
-         "relift.replay.share=0.05 replays no response: relift.sft_trigger_size=8 x share / (1 - share) is below 8"),
+        (("device=cpu", "toy=digits", "relift.replay.taught_share=0.05"),
+         "relift.replay.taught_share=0.05 replays no response: its share of a batch of relift.sft_trigger_size=8 new "
+         "demonstrations is below 8"),
         (("relift.replay.share=0.5", "relift.replay.pool_size=0"), "relift.replay.pool_size=0 must be positive"),
         (("relift.sft_loss.weighting=kl",), "relift.sft_loss.weighting=kl is not one of nll, chord, trust_region"),
         (("relift.sft_loss.trust_region_alpha=0",), "relift.sft_loss.trust_region_alpha=0 must be in (0, 1]"),
@@ -216,17 +219,19 @@ def test_each_stabilizer_problem_is_one_line(overrides, expected):
 
 
 @pytest.mark.parametrize(("overrides", "replayed"), [
-    (("relift.replay.share=0.5",), 128),  # GPU: 128 demonstrations + 128 replayed, dynamic batch sizes
-    (("relift.replay.share=0.25",), 40),  # 128 / 3 = 42.7, down to a multiple of the 8 ranks
-    (("device=cpu", "toy=digits", "relift.replay.share=0.5"), 8),
-    (("device=cpu", "toy=digits", "relift.replay.share=0.6"), 8),  # 12, down to whole micro-batches of 8
-    (("interleave=paper", "relift.replay.share=0.0"), 0),
+    (("relift.replay.share=0.5",), (128, 0)),  # GPU: 128 demonstrations + 128 replayed, dynamic batch sizes
+    (("relift.replay.share=0.25",), (40, 0)),  # 128 / 3 = 42.7, down to a multiple of the 8 ranks
+    (("relift.replay.share=0.5", "relift.replay.taught_share=0.25"), (256, 128)),  # 128 new = a quarter
+    (("device=cpu", "toy=digits", "relift.replay.share=0.5"), (8, 0)),
+    (("device=cpu", "toy=digits", "relift.replay.share=0.6"), (8, 0)),  # 12, down to whole micro-batches of 8
+    (("interleave=paper",), (0, 0)),
 ])
 def test_replayed_responses_split_over_ranks_and_micro_batches(overrides, replayed):
-    assert replayed_per_update(composed(*overrides)) == replayed
+    counts = replayed_per_update(composed(*overrides))
+    assert (counts["share"], counts["taught_share"]) == replayed
 
 
 def test_the_paper_is_one_switch_away():
     paper = composed("interleave=paper").relift
-    assert paper.replay.share == 0 and paper.guard.max_rise is None and paper.optim.warmup_updates == 0
+    assert paper.replay.share == paper.replay.taught_share == 0 and paper.guard.max_rise is None and paper.optim.warmup_updates == 0
     assert paper.sft_loss.weighting == "nll" and paper.entropy_coeff == 0.001

@@ -316,9 +316,11 @@ def test_stabilizers_run_through_the_trainer_and_resume(tiny, tmp_path):
     out = str(tmp_path)
     common = [
         f"actor_rollout_ref.model.path={tiny['warm_model']}",
+        "data.max_response_length=40",  # a correct response ends with EOS within it: only those are replayed
         "relift.sft_trigger_size=4",
         "relift.sft_micro_batch_size_per_gpu=2",
-        "relift.replay.share=0.5",  # 4 replayed per update, in whole micro-batches of 2
+        "relift.replay.share=0.5",  # 8 own responses and 4 taught demonstrations per update of 4 new ones
+        "relift.replay.taught_share=0.25",
         "relift.optim.warmup_updates=2",
         "relift.sft_loss.weighting=trust_region",
         "relift.guard.max_rise=0.5",
@@ -334,11 +336,13 @@ def test_stabilizers_run_through_the_trainer_and_resume(tiny, tmp_path):
         [lr * min(1.0, r["relift/sft_updates_total"] / 2) for r in updates])  # one update per step at most
     assert rows[0]["relift/replay_pool"] > 0
     replayed = [r["relift/sft_replayed"] for r in updates]
-    assert any(replayed) and all(n % 2 == 0 and n <= 4 for n in replayed), replayed
+    assert any(replayed) and all(n % 2 == 0 and n <= 12 for n in replayed), replayed  # whole micro-batches of 2
+    assert rows[-1]["relift/taught_pool"] == 4 * rows[-1]["relift/sft_updates_total"]  # every demonstration fits
     assert all(0 < r["relift/sft_update_size"] < 0.1 for r in updates)
     assert all(0 < r["actor/update_size"] < 0.1 for r in rows)
     state = json.load(open(f"{out}/checkpoints/global_step_2/relift_state.json"))
     assert len(state["replay"]["items"]) == rows[-1]["relift/replay_pool"] and len(state["guard"]["recent"]) == 2
+    assert len(state["taught"]["items"]) == rows[-1]["relift/taught_pool"]
 
     text = run_main(cpu_overrides(tiny, out, steps=3) + common, f"{out}/metrics-resume.jsonl", f"{out}/run2.log")
     assert f"replay pool of {int(rows[-1]['relift/replay_pool'])} responses" in text
