@@ -274,9 +274,11 @@ class DemonstrationCheck:
 def grade_demonstration(data_source: str, text: str, ground_truth: str) -> tuple[bool | None, str | None]:
     """(correct, why not): a demonstration graded by relift's reward (relift.reward.grade, the training
     reward's rule) against its row's ground truth. correct is None when the grader ran out of its time
-    budget or failed twice, which says nothing of the demonstration (math-verify needs more than its 1 s for
-    some tuples and intervals on a loaded machine): such a demonstration counts neither way."""
-    for _ in range(2):  # once more after a timeout: a grader process's first answer also warms sympy up
+    budget or failed three times, which says nothing of the demonstration (math-verify needs more than its
+    1 s for some tuples and intervals on a loaded machine): such a demonstration counts neither way."""
+    # Again after a timeout: a grader process's first answer also builds math-verify's caches (0.13 s of
+    # CPU, over the 1 s budget when the CPU is shared tenfold), and an interrupted build resumes next time.
+    for _ in range(3):
         result = grade(data_source, text, ground_truth)
         if result.status not in ("timeout", "error"):
             break
