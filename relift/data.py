@@ -9,6 +9,14 @@ A training row (veRL's RL schema plus ReLIFT's demonstration):
     reward_model  {ground_truth: str, style: str}
     extra_info    {index: int, split: str}
 
+A demonstration is trained in the layout of a response (the prompt opens the think block):
+
+    <think>\n{reasoning}\n</think>\n\n{answer with a final \\boxed{...}}
+
+`normalise_demonstration` puts a text into it (the one place that does: dataset/prepare_train.py and the
+teacher use it), `layout_problem` checks it, `check_demonstrations` measures a file against it and
+relift's reward before training.
+
 Every error names the file, the row and the field. Pure Python + pandas/pyarrow: no veRL, no Ray.
 """
 
@@ -16,13 +24,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from relift.grader import default_processes
+from relift.reward import THINK_CLOSE, grade, last_boxed
+
 REQUIRED_COLUMNS = ("data_source", "prompt", "ability", "reward_model")
 ROLES = {"system", "user", "assistant"}
+THINK_OPEN = "<think>"
+# Demonstrations graded per training file before Ray starts: 3.5 ms each on 2 cores (README.md, "Train on GPUs").
+DEMONSTRATION_SAMPLE = 256
 
 
 class DataFileError(ValueError):
@@ -173,14 +188,161 @@ def _records(frame: pd.DataFrame) -> Iterable[dict]:
         yield dict(zip(columns, values, strict=True))
 
 
-def validate_file(path: str, *, require_target: bool) -> int:
-    """Raise on the first bad row of a training file; return its number of rows."""
+def _untagged(text: str) -> str:
+    return text.replace(THINK_OPEN, "").replace(THINK_CLOSE, "").strip()
+
+
+def _squeezed(text: str) -> str:
+    return " ".join(text.split())
+
+
+def normalise_demonstration(content: str | None, reasoning: str | None = None,
+                            final_answer: str | None = None) -> str | None:
+    """`content` (and a chat server's separate `reasoning`) in the training layout, with exactly one think
+    block whatever holds the tags. The reasoning is `reasoning` and the part of `content` before its last
+    `</think>` (a part that repeats the other is kept once); the answer is what follows that `</think>`;
+    every other think tag is dropped. Without `</think>` and without `reasoning`, all of `content` is
+    reasoning. An answer without `\\boxed{}` gets "The final answer is $\\boxed{X}$.", X being `final_answer`
+    (the source's own mark of its final answer, e.g. GSM8K's `#### 6`) or else the reasoning's last boxed
+    answer. Returns None when there is no answer to box."""
+    content = content or ""
+    cut = content.rfind(THINK_CLOSE)
+    if cut >= 0:
+        parts, answer = [reasoning or "", content[:cut]], content[cut + len(THINK_CLOSE) :]
+    elif reasoning and reasoning.strip():
+        parts, answer = [reasoning], content
+    else:
+        parts, answer = [content], ""
+    thought = ""
+    for part in map(_untagged, parts):
+        if _squeezed(part) in _squeezed(thought):
+            continue  # empty, or the reasoning a server sent in both places
+        thought = part if _squeezed(thought) in _squeezed(part) else f"{thought}\n\n{part}"
+    answer = _untagged(answer)
+    if last_boxed(answer) is None:
+        boxed = final_answer or last_boxed(thought)
+        if boxed is None:
+            return None
+        answer = (answer + "\n\n" if answer else "") + f"The final answer is $\\boxed{{{boxed}}}$."
+    return f"{THINK_OPEN}\n{thought}\n{THINK_CLOSE}\n\n{answer}"
+
+
+def layout_problem(text: str) -> str | None:
+    """Why a demonstration is not in the training layout, or None: exactly one `</think>`, no `<think>` but
+    one at its start (the prompt may open the block instead), and a `\\boxed{}` answer after `</think>`."""
+    closes = text.count(THINK_CLOSE)
+    if not closes:
+        return "no `</think>`: the think block that the prompt opens is never closed (relift's reward scores 0)"
+    if closes > 1:
+        return f"{closes} `</think>`: more than one think block"
+    if text.count(THINK_OPEN) > text.lstrip().startswith(THINK_OPEN):
+        return "a `<think>` after the demonstration's start: more than one think block"
+    if last_boxed(text.split(THINK_CLOSE, 1)[1]) is None:
+        return "no `\\boxed{}` answer after `</think>`"
+    return None
+
+
+@dataclass
+class DemonstrationCheck:
+    """A file's demonstrations against the layout (every one) and relift's reward (a sample)."""
+
+    rows: int
+    """Rows with a demonstration."""
+    off_layout: list[Rejected]
+    graded: int
+    """Demonstrations in the layout that were graded (of a seeded sample; those not graded aside)."""
+    wrong: list[Rejected]
+    """Graded demonstrations that relift's reward scores wrong."""
+    ungraded: int = 0
+    """Sampled demonstrations that the grader could not grade in its time budget."""
+
+    @property
+    def failing_share(self) -> float:
+        """Estimated share of the demonstrations that fail: out of the layout, or in it and graded wrong at
+        the sample's rate."""
+        if not self.rows:
+            return 0.0
+        wrong = (self.rows - len(self.off_layout)) * len(self.wrong) / self.graded if self.graded else 0.0
+        return (len(self.off_layout) + wrong) / self.rows
+
+    @property
+    def first_failure(self) -> Rejected | None:
+        failures = sorted(self.off_layout + self.wrong, key=lambda rejected: rejected.row)
+        return failures[0] if failures else None
+
+
+def grade_demonstration(data_source: str, text: str, ground_truth: str) -> tuple[bool | None, str | None]:
+    """(correct, why not): a demonstration graded by relift's reward (relift.reward.grade, the training
+    reward's rule) against its row's ground truth. correct is None when the grader ran out of its time
+    budget or failed three times, which says nothing of the demonstration (math-verify needs more than its
+    1 s for some tuples and intervals on a loaded machine): such a demonstration counts neither way."""
+    # Again after a timeout: a grader process's first answer also builds math-verify's caches (0.13 s of
+    # CPU, over the 1 s budget when the CPU is shared tenfold), and an interrupted build resumes next time.
+    for _ in range(3):
+        result = grade(data_source, text, ground_truth)
+        if result.status not in ("timeout", "error"):
+            break
+    if result.correct:
+        return True, None
+    if result.status in ("timeout", "error"):
+        return None, f"not graded ({result.status})"
+    if result.status == "no_think":
+        return False, "no `</think>` (relift's reward scores 0)"
+    status = "" if result.status == "ok" else f" ({result.status})"
+    return False, (f"relift's reward grades it wrong{status}: read {result.extracted!r}, the ground truth is "
+                   f"{ground_truth!r}")
+
+
+def check_demonstrations(frame: pd.DataFrame, *, sample: int = DEMONSTRATION_SAMPLE,
+                         seed: int = 0) -> DemonstrationCheck:
+    """Every demonstration of a validated frame against `layout_problem`, and a seeded sample of `sample` of
+    those in the layout graded by `grade_demonstration`, on as many threads as grader processes."""
+    from relift.sft import demonstration_text
+
+    rows, off_layout, in_layout = 0, [], []
+    for index, (target, reward_model, data_source) in enumerate(
+            zip(frame["target"], frame["reward_model"], frame["data_source"], strict=True)):
+        text = demonstration_text(as_list(target)) if not is_missing(target) else None
+        if text is None:
+            continue
+        rows += 1
+        problem = layout_problem(text)
+        if problem:
+            off_layout.append(Rejected(index, "target", problem))
+        else:
+            in_layout.append((index, data_source, text, str(reward_model["ground_truth"])))
+    chosen = [in_layout[i] for i in sorted(np.random.default_rng(seed).permutation(len(in_layout))[:sample])]
+    with ThreadPoolExecutor(default_processes()) as pool:
+        grades = list(pool.map(lambda item: grade_demonstration(*item[1:]), chosen))
+    wrong = [Rejected(item[0], "target", problem) for item, (correct, problem) in zip(chosen, grades, strict=True)
+             if correct is False]
+    ungraded = sum(correct is None for correct, _ in grades)
+    return DemonstrationCheck(rows, off_layout, len(chosen) - ungraded, wrong, ungraded)
+
+
+class FailingDemonstrations(DataRowError):
+    """Most demonstrations of a training file fail the layout or relift's reward (`check_demonstrations`)."""
+
+
+def validate_file(path: str, *, require_target: bool, max_failing_demonstrations: float | None = None) -> int:
+    """Raise on the first bad row of a training file; return its number of rows. With
+    `max_failing_demonstrations` (a share, 0-1), also raise FailingDemonstrations, naming the first failing
+    row, when `check_demonstrations` estimates that more than that share of its demonstrations fail."""
     frame = read_table(path)
     rejected = validate_frame(frame, path, require_target=require_target)
     if rejected:
         first = rejected[0]
         more = f" ({len(rejected) - 1} more bad rows)" if len(rejected) > 1 else ""
         raise DataRowError(path, first.row, first.field, first.problem + more)
+    if max_failing_demonstrations is not None and max_failing_demonstrations < 1 and "target" in frame.columns:
+        check = check_demonstrations(frame)
+        if check.failing_share > max_failing_demonstrations:
+            first = check.first_failure
+            graded = f", {len(check.wrong)} of {check.graded} graded in it are wrong" if check.graded else ""
+            raise FailingDemonstrations(
+                path, first.row, first.field,
+                f"{first.problem}; of {check.rows} demonstrations, {len(check.off_layout)} are out of the training "
+                f"layout{graded}: about {check.failing_share:.0%} fail, more than {max_failing_demonstrations:.0%}")
     return len(frame)
 
 

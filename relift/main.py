@@ -29,16 +29,32 @@ CPU_ENV = {
 
 
 def validate_training_data(config: DictConfig) -> int:
-    """Validate every training file; returns the number of rows."""
-    from relift.data import validate_file
+    """Validate every training file, and its demonstrations against relift.max_failing_demonstrations when
+    ReLIFT trains them with relift's reward (relift.data.check_demonstrations); returns the number of rows."""
+    from relift.data import DataFileError, DataRowError, FailingDemonstrations, validate_file
 
+    relift, reward = config.relift, config.reward.custom_reward_function
+    limit = relift.max_failing_demonstrations
+    if not (isinstance(limit, int | float) and 0 <= limit <= 1):
+        raise SystemExit(f"[relift] relift.max_failing_demonstrations={limit}: a share from 0 to 1, e.g. 0.5 "
+                         "(1 turns the check off)")
+    # The check is relift's reward's rule: another reward, or one without the think block, may accept others.
+    checked = (relift.enable and reward.path == "pkg://relift.reward" and reward.name == "compute_score"
+               and reward.get("reward_kwargs", {}).get("require_think", True))
     files = config.data.train_files
     total = 0
     for path in [files] if isinstance(files, str) else files:
         # With the teacher on, rows without a demonstration may get one during training.
-        relift = config.relift
         require_target = relift.enable and relift.require_demonstrations and not relift.teacher.enable
-        rows = validate_file(path, require_target=require_target)
+        try:
+            rows = validate_file(path, require_target=require_target,
+                                 max_failing_demonstrations=limit if checked else None)
+        except FailingDemonstrations as error:
+            raise SystemExit(f"[relift] {error}: prepare the file with dataset/prepare_train.py (--failing-demos "
+                             f"drop or rl-only), or raise relift.max_failing_demonstrations={limit} (1: no check)"
+                             ) from None
+        except (DataFileError, DataRowError) as error:
+            raise SystemExit(f"[relift] {error}") from None
         print(f"[relift] {path}: {rows} rows valid")
         total += rows
     # veRL's dataloader drops the last partial batch and stops after total_epochs: asking for more steps

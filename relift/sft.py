@@ -40,9 +40,12 @@ def demonstration_text(target) -> str | None:
 
 
 def strip_think_prefix(rendered_prompt: str, demonstration: str) -> str:
-    """Drop the demonstration's leading `<think>\\n` when the rendered prompt already opened the think block."""
-    if rendered_prompt.endswith(THINK_OPEN) and demonstration.startswith(THINK_OPEN):
-        return demonstration[len(THINK_OPEN) :]
+    """Drop the demonstration's leading `<think>` tag and the whitespace around it when the rendered prompt
+    already opened the think block (it ends with `<think>\\n`), whatever follows the tag: one think block."""
+    tag = THINK_OPEN.strip()
+    body = demonstration.lstrip()
+    if rendered_prompt.endswith(THINK_OPEN) and body.startswith(tag):
+        return body[len(tag) :].lstrip()
     return demonstration
 
 

@@ -1,19 +1,22 @@
 """Demonstrations from a teacher model behind any OpenAI-compatible chat endpoint, verified before use.
 
-    teacher = Teacher(TeacherConfig(base_url="http://127.0.0.1:8000/v1", model="Qwen/QwQ-32B",
-                                    cache="teacher_cache.jsonl"), count_tokens=len_in_tokens)
+    teacher = Teacher(config_from(trainer_yaml().relift.teacher, base_url="http://127.0.0.1:8000/v1",
+                                  model="Qwen/QwQ-32B", cache="teacher_cache.jsonl"), count_tokens=len_in_tokens)
     answer = teacher.ask(messages, ground_truth, data_source)          # blocking
     future = teacher.submit(messages, ground_truth, data_source)       # background, at most `concurrency`
 
 A question the policy never solves and that has no worked solution gets one from the teacher: up to
-`attempts` replies, each normalised to the training layout (`<think>\\n...\\n</think>\\n\\n` then an answer
-with a final `\\boxed{}`) and graded by relift's own reward against the row's ground truth. Only a reply
-that the server did not cut at `max_tokens`, that grades correct and that fits `max_target_len` tokens
-with its EOS becomes a demonstration.
+`attempts` replies, each normalised to the training layout (relift.data.normalise_demonstration: one think
+block, then an answer with a final `\\boxed{}`, wherever the server put the reasoning) and graded by
+relift's own reward against the row's ground truth. Only a reply that the server did not cut at
+`max_tokens` (sent as `max_tokens_param`), that grades correct and that fits `max_target_len` tokens with
+its EOS becomes a demonstration.
 
-Requests: 429, 5xx, timeouts, dropped connections and malformed replies are retried with exponential
-backoff and jitter (`max_retries`); other 4xx are not (401/403 stop: the key is wrong). Every HTTP request
-counts against `request_budget` per Teacher (per run); past it, questions fail without a request.
+Requests: 408, 409, 429, 5xx, timeouts, dropped connections and malformed replies are retried with
+exponential backoff and jitter (`max_retries`). Any other 4xx (a wrong key or model, a field the server
+refuses) raises TeacherUnavailable with the server's own message, and every later question raises it
+without a request: the run stops at once. Every HTTP request counts against `request_budget` per Teacher
+(per run); past it, questions fail without a request.
 
 Cache: one JSON line per answered question, keyed by (teacher model, question messages), appended,
 flushed and fsynced under a file lock, so that the offline and online paths and concurrent processes share
@@ -38,28 +41,38 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
-from relift.reward import THINK_CLOSE, grade, last_boxed
+from relift.data import normalise_demonstration
+from relift.reward import grade
 
-THINK_OPEN = "<think>"
 # Cached outcomes: the teacher answered. Not cached: "failed" (no answer: network, budget).
 CACHED = ("verified", "unverified", "too_long")
+# The request field of the reply's token limit: OpenAI's current name (its reasoning models refuse the
+# other with HTTP 400; vLLM and SGLang accept both), or the older one.
+TOKEN_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
+# Retried statuses besides 5xx; any other 4xx stops the run (asking again would be refused again).
+RETRIED_STATUSES = (408, 409, 429)
 
 
 @dataclass
 class TeacherConfig:
-    base_url: str
-    model: str
+    """relift.teacher's keys: relift/config/relift_trainer.yaml documents each and holds their defaults
+    (`config_from` builds one from it). `max_target_len` is relift.max_target_len (None: no length check)."""
+
+    base_url: str | None
+    model: str | None
     cache: str
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 8
-    timeout_s: float = 600.0
-    max_retries: int = 4
-    backoff_s: float = 2.0
-    max_tokens: int = 8192
-    temperature: float = 0.6
-    attempts: int = 1
-    request_budget: int | None = None
+    api_key_env: str
+    concurrency: int
+    timeout_s: float
+    max_retries: int
+    backoff_s: float
+    max_tokens: int
+    max_tokens_param: str
+    temperature: float
+    attempts: int
+    request_budget: int | None
     max_target_len: int | None = None
 
     def problems(self) -> list[str]:
@@ -74,6 +87,9 @@ class TeacherConfig:
         for name, low in (("concurrency", 1), ("attempts", 1), ("max_tokens", 1), ("max_retries", 0)):
             if int(getattr(self, name)) < low:
                 found.append(f"{name}={getattr(self, name)}: at least {low}")
+        if self.max_tokens_param not in TOKEN_LIMIT_FIELDS:
+            found.append(f"max_tokens_param={self.max_tokens_param!r}: max_completion_tokens (OpenAI, vLLM, SGLang) "
+                         "or max_tokens (a server that knows only the older name)")
         for name in ("timeout_s", "backoff_s"):
             if float(getattr(self, name)) <= 0:
                 found.append(f"{name}={getattr(self, name)}: a positive number of seconds")
@@ -99,27 +115,6 @@ class Answer:
 def question_key(model: str, messages: list[dict]) -> str:
     question = [{"role": m["role"], "content": m["content"]} for m in messages]
     return hashlib.sha256(json.dumps([model, question], sort_keys=True).encode()).hexdigest()
-
-
-def normalise(content: str | None, reasoning: str | None = None) -> str | None:
-    """A teacher's reply as a training demonstration: `<think>\\n{reasoning}\\n</think>\\n\\n{answer}` whose
-    answer holds a final `\\boxed{}`. The reasoning comes from the server's separate reasoning field, or
-    the reply's own think block, or is the whole reply when it has none. None: no boxed answer anywhere."""
-    content = (content or "").strip()
-    if reasoning and reasoning.strip():
-        thought, answer = reasoning.strip(), content
-    elif THINK_CLOSE in content:
-        thought, answer = content.split(THINK_CLOSE, 1)
-        thought = thought.strip().removeprefix(THINK_OPEN).strip()
-        answer = answer.strip()
-    else:
-        thought, answer = content.removeprefix(THINK_OPEN).strip(), ""
-    if last_boxed(answer) is None:
-        boxed = last_boxed(thought)
-        if boxed is None:
-            return None
-        answer = (answer + "\n\n" if answer else "") + f"The final answer is $\\boxed{{{boxed}}}$."
-    return f"{THINK_OPEN}\n{thought}\n{THINK_CLOSE}\n\n{answer}"
 
 
 class DemonstrationCache:
@@ -160,7 +155,8 @@ class DemonstrationCache:
 
 
 class TeacherUnavailable(RuntimeError):
-    """The endpoint refuses every request (wrong key, unknown model): asking more would not help."""
+    """The endpoint refuses the requests (wrong key, unknown model, a field it does not accept): asking more
+    would not help."""
 
 
 @dataclass
@@ -202,7 +198,10 @@ def preflight(config: TeacherConfig) -> str | None:
     except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
         return f"{where}: refused the key in ${config.api_key_env} (HTTP {error.status_code})"
     except openai.APIStatusError as error:
-        return f"{where}: GET /models answered HTTP {error.status_code}; an OpenAI-compatible base URL ends in /v1"
+        ends_in_v1 = urlparse(config.base_url).path.rstrip("/").endswith("/v1")
+        hint = ("the path is wrong, or the server lists no models" if ends_in_v1
+                else "an OpenAI-compatible base URL ends in /v1")
+        return f"{where}: GET /models answered HTTP {error.status_code}; {hint}"
     except (openai.APIError, ValueError) as error:
         return f"{where}: no OpenAI-compatible server answers there ({type(error).__name__})"
     if config.model not in served:
@@ -221,6 +220,8 @@ class Teacher:
         self.cache = DemonstrationCache(config.cache)
         self._openai, self._client = _client(config)
         self.requests_sent = 0
+        self.refusal: TeacherUnavailable | None = None
+        """The first non-retryable refusal; every later question raises it without a request."""
         self._budget_lock = threading.Lock()
         self._jobs: queue.Queue[_Job] = queue.Queue()
         self._workers: list[threading.Thread] = []
@@ -249,6 +250,9 @@ class Teacher:
 
     # -- one question ------------------------------------------------------------------------------------
     def ask(self, messages: list[dict], ground_truth: str, data_source: str) -> Answer:
+        """Raises TeacherUnavailable when the server refused a request of this teacher's for good."""
+        if self.refusal is not None:
+            raise TeacherUnavailable(str(self.refusal))
         key = question_key(self.config.model, messages)
         record = self.cache.get(key)
         if record is not None:
@@ -263,7 +267,8 @@ class Teacher:
                 break
             answer.prompt_tokens += reply.prompt_tokens
             answer.completion_tokens += reply.completion_tokens
-            text = None if reply.truncated else normalise(reply.content, reply.reasoning)  # cut at max_tokens
+            # A reply cut at max_tokens is not a whole solution.
+            text = None if reply.truncated else normalise_demonstration(reply.content, reply.reasoning)
             if text is None or not grade(data_source, text, ground_truth).correct:
                 continue
             if self.count_tokens is not None and self.config.max_target_len is not None \
@@ -300,18 +305,14 @@ class Teacher:
             requests += 1
             try:
                 response = self._client.chat.completions.create(
-                    model=self.config.model, messages=messages, max_tokens=self.config.max_tokens,
-                    temperature=self.config.temperature)
-            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as failure:
-                raise TeacherUnavailable(
-                    f"teacher at {self.config.base_url}, model {self.config.model}: {type(failure).__name__} "
-                    f"({getattr(failure, 'status_code', '')}); check the model name and the key in "
-                    f"${self.config.api_key_env}") from None
+                    model=self.config.model, messages=messages, temperature=self.config.temperature,
+                    **{self.config.max_tokens_param: self.config.max_tokens})
             except openai.APIStatusError as failure:
-                error = f"HTTP {failure.status_code}"
-                if failure.status_code not in (408, 409, 429) and failure.status_code < 500:
-                    return None, requests, error
-                continue
+                if failure.status_code in RETRIED_STATUSES or failure.status_code >= 500:
+                    error = f"HTTP {failure.status_code}"
+                    continue
+                self.refusal = TeacherUnavailable(self._refusal_line(failure))
+                raise self.refusal from None
             except (openai.APIError, ValueError) as failure:  # timeout, dropped connection, malformed JSON
                 error = type(failure).__name__
                 continue
@@ -325,6 +326,18 @@ class Teacher:
                           truncated=choice.finish_reason == "length"), requests, None
         return None, requests, error
 
+    def _refusal_line(self, failure) -> str:
+        """The server's own message (OpenAI's and vLLM's error bodies: `message`), and what to check."""
+        body = failure.body
+        message = body.get("message") if isinstance(body, dict) else None
+        if not isinstance(message, str):
+            message = failure.response.text[:500] or failure.message
+        what = ("the request's settings: max_tokens_param, max_tokens, temperature"
+                if failure.status_code not in (401, 403, 404)
+                else f"check the model name and the key in ${self.config.api_key_env}")
+        return (f"teacher at {self.config.base_url}, model {self.config.model}: HTTP {failure.status_code}: "
+                f"{message.strip()} ({what})")
+
 
 def summary_counts(answers: list[Answer]) -> dict:
     """Counts over answers, for a summary line or per-step metrics."""
@@ -337,10 +350,19 @@ def summary_counts(answers: list[Answer]) -> dict:
     return counts
 
 
-def config_from(section) -> TeacherConfig:
-    """TeacherConfig from a mapping (relift.teacher in the YAML), ignoring `enable`."""
+def trainer_yaml():
+    """relift/config/relift_trainer.yaml as written (an OmegaConf DictConfig, not composed with veRL's keys):
+    the one source of the teacher's defaults, for a Teacher built outside the trainer (dataset/prepare_train.py)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "config", "relift_trainer.yaml"))
+
+
+def config_from(section, **overrides) -> TeacherConfig:
+    """TeacherConfig from a relift.teacher mapping (a composed config's, or `trainer_yaml().relift.teacher`),
+    `enable` left out, `overrides` on top. Raises TypeError for an unknown key."""
     values = {k: v for k, v in dict(section).items() if k != "enable"}
-    return TeacherConfig(**values)
+    return TeacherConfig(**{**values, **overrides})
 
 
 class TeacherQueue:

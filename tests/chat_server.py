@@ -3,14 +3,18 @@
     python tests/chat_server.py --mode script --answers answers.json [--actions actions.json] --log log.jsonl
     python tests/chat_server.py --mode model --model MODEL_DIR --log log.jsonl
 
-Prints `port <N>` once it listens; GET /v1/models lists `--served`. Every request is logged (one JSON line: question, action, whether an
-Authorization header came and its value's sha256) before it is answered.
+Prints `port <N>` once it listens; GET /v1/models lists `--served` (404 with `--no-models`). Every request
+is logged (one JSON line: question, action, the token-limit field it used, whether an Authorization header
+came and its value's sha256) before it is answered.
 
 - `script`: replies from `answers` (the last user message -> reply text). `actions` maps a question to the
   actions of its successive requests (the last one repeats); the default is "ok":
-  ok, reasoning (the think block in `reasoning_content`), plain (no think block), wrong, length (cut at
-  max_tokens), 401, 429, 500,
-  malformed (a 200 whose body is not JSON), drop (close the connection without a reply), slow:<seconds>.
+  ok, reasoning (the think block in `reasoning_content`), both (the think block in `reasoning_content`
+  and, as well, in `content`), plain (no think block), wrong, length (cut at max_tokens), 401, 429, 500,
+  400 (OpenAI's error body: a temperature its reasoning models refuse), 400-flat (vLLM's older error body,
+  `message` at the top: a context-length refusal), o1 (as OpenAI's reasoning models: a 400 with OpenAI's
+  message to a request with `max_tokens`, else ok), malformed (a 200 whose body is not JSON), drop (close
+  the connection without a reply), slow:<seconds>.
 - `model`: the tiny model answers through transformers' generate with its chat template.
 """
 
@@ -23,6 +27,20 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+# Error bodies as the servers send them: OpenAI's (and current vLLM's) under "error", older vLLM's flat.
+OPENAI_MAX_TOKENS = {"error": {
+    "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' "
+               "instead.", "type": "invalid_request_error", "param": "max_tokens", "code": "unsupported_parameter"}}
+OPENAI_TEMPERATURE = {"error": {
+    "message": "Unsupported value: 'temperature' does not support 0.6 with this model. Only the default (1) value "
+               "is supported.", "type": "invalid_request_error", "param": "temperature", "code": "unsupported_value"}}
+VLLM_CONTEXT = {"object": "error", "type": "BadRequestError", "param": None, "code": 400,
+                "message": "This model's maximum context length is 4096 tokens. However, you requested 8212 tokens "
+                           "(20 in the messages, 8192 in the completion). Please reduce the length of the messages "
+                           "or completion."}
+TOKEN_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
 
 
 def completion(model: str, content: str, reasoning: str | None = None, finish_reason: str = "stop") -> dict:
@@ -65,7 +83,7 @@ def make_handler(args, script: Script | None, generate):
             self.wfile.write(body)
 
         def do_GET(self):
-            if self.path.rstrip("/") == "/v1/models":
+            if self.path.rstrip("/") == "/v1/models" and not args.no_models:
                 body = {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "test"}
                                                    for name in args.served]}
                 return self.reply(200, json.dumps(body).encode())
@@ -78,8 +96,10 @@ def make_handler(args, script: Script | None, generate):
             question = [m["content"] for m in request["messages"] if m["role"] == "user"][-1]
             action = script.action(question) if script else "model"
             auth = self.headers.get("Authorization", "")
+            limit_field = next((name for name in TOKEN_LIMIT_FIELDS if name in request), None)
             with log_lock, open(args.log, "a") as f:
                 f.write(json.dumps({"question": question, "action": action, "model": request.get("model"),
+                                    "limit_field": limit_field,
                                     "auth_sha256": hashlib.sha256(auth.encode()).hexdigest() if auth else None,
                                     "time": time.time()}) + "\n")
             model = request.get("model", "teacher")
@@ -93,6 +113,12 @@ def make_handler(args, script: Script | None, generate):
                 return self.reply(429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}')
             if action == "401":
                 return self.reply(401, b'{"error": {"message": "invalid api key", "type": "invalid_request_error"}}')
+            if action == "o1":
+                if limit_field == "max_tokens":
+                    return self.reply(400, json.dumps(OPENAI_MAX_TOKENS).encode())
+                action = "ok"
+            if action in ("400", "400-flat"):
+                return self.reply(400, json.dumps(OPENAI_TEMPERATURE if action == "400" else VLLM_CONTEXT).encode())
             if action == "500":
                 return self.reply(500, b'{"error": {"message": "server error"}}')
             if action == "malformed":
@@ -103,9 +129,10 @@ def make_handler(args, script: Script | None, generate):
                 return None
             if action == "wrong":
                 answer = "<think>\nguess\n</think>\n\nThe answer is \\boxed{-1}."
-            if action == "reasoning":
+            if action in ("reasoning", "both"):
                 thought, _, final = answer.partition("</think>")
-                body = completion(model, final.strip(), thought.replace("<think>", "").strip())
+                body = completion(model, answer if action == "both" else final.strip(),
+                                  thought.replace("<think>", "").strip())
                 return self.reply(200, json.dumps(body).encode())
             if action == "length":  # the right answer, but cut at max_tokens
                 return self.reply(200, json.dumps(completion(model, answer, finish_reason="length")).encode())
@@ -128,7 +155,8 @@ def model_generator(path: str):
         ids = tokenizer.apply_chat_template(request["messages"], add_generation_prompt=True, return_tensors="pt",
                                             return_dict=True)
         with lock, torch.no_grad():
-            out = model.generate(**ids, max_new_tokens=min(int(request.get("max_tokens") or 32), 64),
+            limit = next((request[name] for name in TOKEN_LIMIT_FIELDS if request.get(name)), 32)
+            out = model.generate(**ids, max_new_tokens=min(int(limit), 64),
                                  do_sample=False, pad_token_id=tokenizer.pad_token_id)
         return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
 
@@ -144,6 +172,8 @@ def main() -> None:
     parser.add_argument("--log", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--served", nargs="+", default=["teacher-7b"], help="model names GET /v1/models lists")
+    parser.add_argument("--no-models", action="store_true", help="GET /v1/models answers 404, as on a server "
+                        "without a model list")
     args = parser.parse_args()
     script, generate = None, None
     if args.mode == "script":

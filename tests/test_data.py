@@ -5,7 +5,17 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from relift.data import DataFileError, DataRowError, validate_file, validate_frame, write_parquet_atomic
+from relift.data import (
+    DataFileError,
+    DataRowError,
+    FailingDemonstrations,
+    check_demonstrations,
+    layout_problem,
+    validate_file,
+    validate_frame,
+    write_parquet_atomic,
+)
+from relift.sft import strip_think_prefix
 
 
 def good_row(i: int = 0) -> dict:
@@ -92,3 +102,101 @@ def test_atomic_write_keeps_existing_file_on_failure(tmp_path):
         write_parquet_atomic(unwritable, path)
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == ["out.parquet"]
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("<think>\nx\n</think>\n\nSo \\boxed{1}.", None),
+        ("x\n</think>\n\\boxed{1}", None),  # the prompt opened the block
+        ("  <think>x</think>\\boxed{1}", None),
+        ("Janet makes <<3*2=6>>6 dollars.\n#### 6", "no `</think>`: the think block that the prompt opens is never"),
+        ("<think>\nx\n\\boxed{1}", "no `</think>`"),
+        ("<think>a</think><think>b</think>\\boxed{1}", "2 `</think>`: more than one think block"),
+        ("<think>\n<think>a</think>\\boxed{1}", "a `<think>` after the demonstration's start"),
+        ("Sure. <think>a</think>\\boxed{1}", "a `<think>` after the demonstration's start"),
+        ("<think>\n\\boxed{1}\n</think>\n\nThe answer is 1.", "no `\\boxed{}` answer after `</think>`"),
+        ("<think>\nx\n</think>\n\\boxed{1", "no `\\boxed{}` answer after `</think>`"),
+    ],
+)
+def test_layout_problem_names_what_is_wrong(text, problem):
+    found = layout_problem(text)
+    assert found is None if problem is None else found.startswith(problem), found
+
+
+@pytest.mark.parametrize(
+    "demonstration",
+    ["<think>\nx = 1\n</think>\n\\boxed{1}", "<think>x = 1</think>\\boxed{1}", "\n<think>\n\nx = 1</think>\\boxed{1}",
+     "x = 1\n</think>\n\\boxed{1}"],
+)
+def test_after_a_prompt_that_opens_the_block_a_demonstration_adds_no_second_one(demonstration):
+    prompt = "<|im_start|>assistant\n<think>\n"
+    trained = prompt + strip_think_prefix(prompt, demonstration)
+    assert trained.count("<think>") == 1 and trained.startswith(prompt) and trained[len(prompt)] == "x"
+    assert strip_think_prefix("<|im_start|>assistant\n", demonstration) == demonstration  # nothing opened
+
+
+def frame_of(demonstrations: list[str], answers: list[str]) -> pd.DataFrame:
+    rows = [good_row(i) for i in range(len(demonstrations))]
+    for row, text, answer in zip(rows, demonstrations, answers, strict=True):
+        row["target"][0]["content"] = text
+        row["reward_model"]["ground_truth"] = answer
+    return pd.DataFrame(rows)
+
+
+def test_check_demonstrations_counts_the_layout_of_every_row_and_grades_a_sample():
+    good = [f"<think>\n{i} + 1\n</think>\n\\boxed{{{i + 1}}}" for i in range(6)]
+    wrong = [f"<think>\n{i} + 1\n</think>\n\\boxed{{{i + 7}}}" for i in range(6, 10)]
+    off = ["The answer is 1.", "<think>\nx\n\\boxed{1}"]
+    frame = frame_of(good + wrong + off, [str(i + 1) for i in range(12)])
+    frame.loc[3, "target"] = None  # a row without a demonstration is not counted
+    every = check_demonstrations(frame)
+    assert (every.rows, every.graded, [r.row for r in every.off_layout]) == (11, 9, [10, 11])
+    assert [r.row for r in every.wrong] == [6, 7, 8, 9]
+    assert every.wrong[0].problem == "relift's reward grades it wrong: read '13', the ground truth is '7'"
+    assert every.failing_share == pytest.approx(6 / 11) and every.first_failure.row == 6
+    sample = check_demonstrations(frame, sample=3)
+    assert sample.graded == 3 and sample.failing_share == pytest.approx((2 + 9 * len(sample.wrong) / 3) / 11)
+    assert check_demonstrations(frame, sample=3).wrong == sample.wrong  # a seeded draw: the same every run
+
+
+def test_validate_file_refuses_mostly_failing_demonstrations(tmp_path):
+    texts = ["<think>\n0 + 1\n</think>\n\\boxed{1}", "1 + 1 = 2", "<think>\n2 + 1\n</think>\n\\boxed{4}",
+             "<think>\n3 + 1\n</think>\n\\boxed{4}"]
+    path = str(tmp_path / "train.parquet")
+    frame_of(texts, ["1", "2", "3", "4"]).to_parquet(path)
+    assert validate_file(path, require_target=True) == 4  # without a limit, the schema only
+    assert validate_file(path, require_target=True, max_failing_demonstrations=0.5) == 4  # 2 of 4 fail
+    with pytest.raises(FailingDemonstrations) as refused:
+        validate_file(path, require_target=True, max_failing_demonstrations=0.4)
+    assert str(refused.value) == (
+        f"{path}: row 1: field 'target': no `</think>`: the think block that the prompt opens is never closed "
+        "(relift's reward scores 0); of 4 demonstrations, 1 are out of the training layout, 1 of 3 graded in it "
+        "are wrong: about 50% fail, more than 40%")
+
+
+def composed(*overrides: str):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="relift.config", version_base=None):
+        return compose("relift_trainer", overrides=["actor_rollout_ref.model.path=unused", *overrides])
+
+
+def test_trainer_refuses_mostly_failing_demonstrations_before_ray(tmp_path):
+    from relift.main import validate_training_data
+
+    path = str(tmp_path / "gsm8k_style.parquet")
+    frame_of([f"{i} + 1 = <<{i}+1={i + 1}>>{i + 1}\n#### {i + 1}" for i in range(3)], ["1", "2", "3"]).to_parquet(path)
+    with pytest.raises(SystemExit) as refused:
+        validate_training_data(composed(f"data.train_files={path}"))
+    assert str(refused.value) == (
+        f"[relift] {path}: row 0: field 'target': no `</think>`: the think block that the prompt opens is never "
+        "closed (relift's reward scores 0); of 3 demonstrations, 3 are out of the training layout: about 100% "
+        "fail, more than 50%: prepare the file with dataset/prepare_train.py "
+        "(--failing-demos drop or rl-only), or raise relift.max_failing_demonstrations=0.5 (1: no check)")
+    # The check is off at 1, without ReLIFT's supervised updates, and with a reward that does not need `</think>`.
+    for off in ("relift.max_failing_demonstrations=1", "relift.enable=false",
+                "reward.custom_reward_function.reward_kwargs.require_think=false"):
+        assert validate_training_data(composed(f"data.train_files={path}", off)) == 3
+    with pytest.raises(SystemExit, match=r"relift.max_failing_demonstrations=1.5: a share from 0 to 1, e.g. 0.5"):
+        validate_training_data(composed(f"data.train_files={path}", "relift.max_failing_demonstrations=1.5"))

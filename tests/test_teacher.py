@@ -14,7 +14,8 @@ import time
 import pandas as pd
 import pytest
 
-from relift.teacher import Teacher, TeacherConfig, TeacherUnavailable, normalise, preflight
+from relift.data import layout_problem, normalise_demonstration
+from relift.teacher import Teacher, TeacherConfig, TeacherUnavailable, config_from, preflight, trainer_yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "sk-relift-test-0123456789abcdef"
@@ -33,7 +34,8 @@ def messages(a: int, b: int) -> list[dict]:
 
 
 class Server:
-    def __init__(self, tmp_path, answers: dict, actions: dict | None = None, mode: str = "script", model: str = ""):
+    def __init__(self, tmp_path, answers: dict, actions: dict | None = None, mode: str = "script", model: str = "",
+                 flags: tuple[str, ...] = ()):
         self.log = str(tmp_path / f"server-{time.time_ns()}.jsonl")
         files = []
         for name, content in (("answers", answers), ("actions", actions or {})):
@@ -41,7 +43,7 @@ class Server:
             path.write_text(json.dumps(content))
             files += [f"--{name}", str(path)]
         command = [sys.executable, os.path.join(REPO, "tests", "chat_server.py"), "--mode", mode, "--log", self.log]
-        command += files if mode == "script" else ["--model", model]
+        command += (files if mode == "script" else ["--model", model]) + list(flags)
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         line = self.process.stdout.readline()
         assert line.startswith("port "), line
@@ -72,18 +74,96 @@ def server(tmp_path):
 
 
 def config(url: str, tmp_path, **overrides) -> TeacherConfig:
+    """The YAML's defaults (relift.teacher), with a test's endpoint, cache and timings."""
     values = dict(base_url=url, model="teacher-7b", cache=str(tmp_path / "cache.jsonl"), api_key_env="RELIFT_TEST_KEY",
                   backoff_s=0.05, timeout_s=5.0, max_retries=5, concurrency=4)
-    return TeacherConfig(**{**values, **overrides})
+    return config_from(trainer_yaml().relift.teacher, **{**values, **overrides})
 
 
 def test_normalise_to_the_training_layout():
+    normalise = normalise_demonstration
     assert normalise("<think>\nx\n</think>\nSo \\boxed{5}.") == "<think>\nx\n</think>\n\nSo \\boxed{5}."
     assert normalise("So 5.", reasoning="we get \\boxed{5}") == (
         "<think>\nwe get \\boxed{5}\n</think>\n\nSo 5.\n\nThe final answer is $\\boxed{5}$.")
     assert normalise("2 + 3 = \\boxed{5}") == "<think>\n2 + 3 = \\boxed{5}\n</think>\n\nThe final answer is $\\boxed{5}$."
     assert normalise("<think>\ncut short, \\boxed{5}") == "<think>\ncut short, \\boxed{5}\n</think>\n\nThe final answer is $\\boxed{5}$."
     assert normalise("no boxed answer") is None and normalise(None) is None
+
+
+ONE_BLOCK = "<think>\n2 + 3 = 5\n</think>\n\nSo \\boxed{5}."
+
+
+@pytest.mark.parametrize("content, reasoning, expected", [
+    # The same reasoning in the separate field and in content's think block (a server that sends both).
+    ("<think>\n2 + 3 = 5\n</think>\n\nSo \\boxed{5}.", "2 + 3 = 5", ONE_BLOCK),
+    ("<think>2 + 3 =   5</think>So \\boxed{5}.", "\n2 + 3 = 5\n", ONE_BLOCK),
+    # The field holds the tags too; content opens none (the prompt did) but closes it.
+    ("2 + 3 = 5\n</think>\nSo \\boxed{5}.", "<think>\n2 + 3 = 5\n</think>", ONE_BLOCK),
+    # One place holds part of the other's reasoning: the longer is kept, once.
+    ("<think>\n2 + 3\n</think>\nSo \\boxed{5}.", "2 + 3 = 5", ONE_BLOCK),
+    ("<think>\n2 + 3 = 5\n</think>\nSo \\boxed{5}.", "2 + 3", ONE_BLOCK),
+    # Different reasoning in each place: both, in one block, the field's first (it was generated first).
+    ("<think>\ncheck: 5 - 3 = 2\n</think>\nSo \\boxed{5}.", "2 + 3 = 5",
+     "<think>\n2 + 3 = 5\n\ncheck: 5 - 3 = 2\n</think>\n\nSo \\boxed{5}."),
+    # Two blocks in content, and a stray tag in the answer: everything before the last `</think>` is reasoning.
+    ("<think>2 + 3</think><think> = 5</think>So <think>\\boxed{5}.", None, ONE_BLOCK),
+    # Only the field holds reasoning, content only the answer; the field's tags are dropped.
+    ("So \\boxed{5}.", "<think>2 + 3 = 5</think>", ONE_BLOCK),
+])
+def test_one_think_block_wherever_the_server_puts_it(content, reasoning, expected):
+    text = normalise_demonstration(content, reasoning)
+    assert text == expected
+    assert layout_problem(text) is None and text.count("<think>") == text.count("</think>") == 1
+
+
+def test_reasoning_in_both_fields_gives_one_think_block(server, tmp_path):
+    pairs = [(8, 1), (8, 2)]
+    s = server({question(a, b): solution(a, b) for a, b in pairs}, {question(a, b): ["both"] for a, b in pairs})
+    teacher = Teacher(config(s.url, tmp_path))
+    for pair in pairs:
+        answer = teacher.ask(messages(*pair), str(sum(pair)), "math")
+        assert answer.status == "verified" and answer.demonstration == solution(*pair)
+        assert answer.demonstration.count("<think>") == answer.demonstration.count("</think>") == 1
+
+
+def test_the_token_limit_field_is_a_setting(server, tmp_path):
+    """OpenAI's reasoning models refuse `max_tokens` (HTTP 400): the default field works there and on vLLM;
+    the refusal of the other stops at once with the server's message, and asks nothing more."""
+    pairs = [(3, i) for i in range(6)]
+    s = server({question(a, b): solution(a, b) for a, b in pairs}, {question(a, b): ["o1"] for a, b in pairs})
+    assert trainer_yaml().relift.teacher.max_tokens_param == "max_completion_tokens"
+    answer = Teacher(config(s.url, tmp_path)).ask(messages(3, 0), "3", "math")
+    assert answer.status == "verified" and [r["limit_field"] for r in s.requests()] == ["max_completion_tokens"]
+
+    old = Teacher(config(s.url, tmp_path, max_tokens_param="max_tokens", concurrency=2,
+                         cache=str(tmp_path / "old.jsonl")))
+    futures = [old.submit(messages(*pair), str(sum(pair)), "math") for pair in pairs[1:]]
+    for future in futures:
+        with pytest.raises(TeacherUnavailable) as refused:
+            future.result(timeout=30)
+        assert (f"teacher at {s.url}, model teacher-7b: HTTP 400: Unsupported parameter: 'max_tokens' is not "
+                "supported with this model. Use 'max_completion_tokens' instead.") in str(refused.value)
+    sent = [r["limit_field"] for r in s.requests()[1:]]
+    assert set(sent) == {"max_tokens"} and len(sent) <= 2  # the requests in flight at the first refusal, no retry
+    assert config(s.url, tmp_path, max_tokens_param="max_new_tokens").problems() == [
+        "max_tokens_param='max_new_tokens': max_completion_tokens (OpenAI, vLLM, SGLang) or max_tokens (a server "
+        "that knows only the older name)"]
+
+
+@pytest.mark.parametrize("action, message", [
+    ("400", "Unsupported value: 'temperature' does not support 0.6 with this model. Only the default (1) value is "
+            "supported."),
+    ("400-flat", "This model's maximum context length is 4096 tokens. However, you requested 8212 tokens"),
+])
+def test_a_refusal_stops_with_the_servers_message(server, tmp_path, action, message):
+    s = server({question(9, 1): solution(9, 1)}, {question(9, 1): [action]})
+    teacher = Teacher(config(s.url, tmp_path))
+    with pytest.raises(TeacherUnavailable, match=re.escape(f"HTTP 400: {message}")) as refused:
+        teacher.ask(messages(9, 1), "10", "math")
+    assert "(the request's settings: max_tokens_param, max_tokens, temperature)" in str(refused.value)
+    with pytest.raises(TeacherUnavailable, match=re.escape(message)):  # later questions: no request
+        teacher.ask(messages(9, 2), "11", "math")
+    assert len(s.requests()) == 1 and not os.path.exists(teacher.cache.path)
 
 
 def test_verified_retried_unverified_failed_and_cached(server, tmp_path, monkeypatch):
@@ -273,6 +353,11 @@ def test_preflight_names_what_is_wrong(server, tmp_path):
         f"teacher endpoint {nobody}: no OpenAI-compatible server answers there (APIConnectionError)")
     missing_v1 = preflight(config(s.url.removesuffix("/v1") + "/api", tmp_path))
     assert missing_v1.endswith("answered HTTP 404; an OpenAI-compatible base URL ends in /v1")
+    # A URL that ends in /v1 already is not told to: the path is wrong, or the server has no model list.
+    unlisted = server({}, flags=("--no-models",))
+    for url in (unlisted.url, unlisted.url + "/"):
+        assert preflight(config(url, tmp_path)) == (
+            f"teacher endpoint {url}: GET /models answered HTTP 404; the path is wrong, or the server lists no models")
 
     # prepare_train stops before asking anything, naming its flags.
     source = tmp_path / "q.parquet"
@@ -281,3 +366,25 @@ def test_preflight_names_what_is_wrong(server, tmp_path):
                             timeout=60)
     assert result.returncode == 2 and "no OpenAI-compatible server answers there" in result.stderr
     assert "(--teacher-endpoint, --teacher-model)" in result.stderr and not (tmp_path / "out.parquet").exists()
+
+
+def test_prepare_train_stops_at_a_refusal_with_the_servers_message(server, tmp_path):
+    """Offline, a non-retryable 4xx ends the preparation at once with the server's own message, not with
+    "no valid rows to write"; the default token-limit field passes where `max_tokens` is refused."""
+    pairs = [(10, i) for i in range(6)]
+    s = server({question(a, b): solution(a, b) for a, b in pairs}, {question(a, b): ["o1"] for a, b in pairs})
+    source, out = tmp_path / "questions.parquet", tmp_path / "train.parquet"
+    write_questions(source, pairs)
+    refused = subprocess.run(prepare(source, out, s.url, "--teacher-max-tokens-param", "max_tokens",
+                                     "--teacher-concurrency", "2"), capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and not out.exists(), refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"prepare_train: error: teacher at {s.url}, model teacher-7b: HTTP 400: Unsupported parameter: 'max_tokens' "
+        "is not supported with this model. Use 'max_completion_tokens' instead. (the request's settings: "
+        "max_tokens_param, max_tokens, temperature)")
+    assert len(s.requests()) <= 2
+
+    done = subprocess.run(prepare(source, out, s.url), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_parquet(out)) == 6
+    assert {r["limit_field"] for r in s.requests()[-6:]} == {"max_completion_tokens"}
