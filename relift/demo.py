@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from relift.checks import latest_step
+from relift.checkpoints import latest_step
 from relift.data import write_atomic, write_text_atomic
 from relift.digit_tasks import DATA_SOURCE, TYPES, build
 
