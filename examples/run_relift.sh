@@ -2,6 +2,8 @@
 # Shared body of every GPU example: ReLIFT (or, with RELIFT=false, the RL-only baseline) with the
 # paper's settings from relift/config/relift_trainer.yaml, on NNODES x GPUS_PER_NODE GPUs.
 #   MODEL=/path/to/Qwen2.5-Math-7B-16k-think EXP=math_7b_relift bash examples/run_relift.sh [overrides...]
+# Logs to the console and TensorBoard (no account needed); W&B: add trainer.logger='[console,wandb]'
+# with WANDB_API_KEY set (or after `wandb login`, or with WANDB_MODE=offline).
 set -euo pipefail
 : "${MODEL:?set MODEL to a local Hugging Face checkpoint (a -think chat template, see README)}"
 : "${EXP:?set EXP, the experiment name}"
@@ -20,5 +22,4 @@ python3 -u -m relift.main \
     trainer.nnodes="$NNODES" \
     trainer.n_gpus_per_node="$GPUS_PER_NODE" \
     trainer.experiment_name="$EXP" \
-    trainer.logger='[console,wandb]' \
     "$@"

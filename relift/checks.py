@@ -41,7 +41,8 @@ import os
 
 from omegaconf import DictConfig, OmegaConf
 
-STATE_FILE = "relift_state.json"
+from relift.checkpoints import STATE_FILE, resume_folder, resume_state_missing
+
 ACTOR, REF, ROLLOUT = "actor_rollout_ref.actor", "actor_rollout_ref.ref", "actor_rollout_ref.rollout"
 
 
@@ -292,36 +293,11 @@ def _supervised_problems(config: DictConfig, dp: int, world: int) -> list[str]:
     return []
 
 
-def resume_state_missing(path: str) -> str:
-    return (
-        f"{path} is missing: this checkpoint has no ReLIFT buffer (written by a run with "
-        "relift.enable=false, or killed mid-save by a relift older than the state-first save); set "
-        "relift.resume_without_state=true to resume from it with an empty buffer, or "
-        "trainer.resume_mode=disable to start afresh"
-    )
-
-
-def latest_step(checkpoint_dir: str) -> int | None:
-    """The step of the checkpoint veRL marked as the latest (its tracker file), None before the first."""
-    tracker = os.path.join(checkpoint_dir, "latest_checkpointed_iteration.txt")
-    if not os.path.exists(tracker):
-        return None
-    with open(tracker) as f:
-        return int(f.read())
-
-
 def resume_problem(config: DictConfig) -> str | None:
     """The checkpoint veRL would resume from lacks ReLIFT's state (veRL's tracker file names the folder)."""
-    trainer = config.trainer
-    if not config.relift.enable or config.relift.resume_without_state or trainer.resume_mode == "disable":
+    folder = resume_folder(config)
+    if not config.relift.enable or config.relift.resume_without_state or folder is None:
         return None
-    if trainer.resume_mode == "resume_path":
-        folder = trainer.resume_from_path
-    else:
-        step = latest_step(trainer.default_local_dir)
-        if step is None:
-            return None
-        folder = os.path.join(trainer.default_local_dir, f"global_step_{step}")
     path = os.path.join(folder, STATE_FILE)
     return None if os.path.exists(path) else resume_state_missing(path)
 

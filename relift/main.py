@@ -111,13 +111,42 @@ def validate_with_verl(config: DictConfig) -> None:
     validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
 
 
-def plan(config: DictConfig, rows: int) -> str:
+def training_steps(config: DictConfig, rows: int) -> int:
+    return config.trainer.total_training_steps or rows // config.data.train_batch_size * config.trainer.total_epochs
+
+
+def check_loggers(config: DictConfig) -> None:
+    """Every backend of trainer.logger can start (relift.loggers): veRL starts them after the workers are up."""
+    from relift.loggers import logger_problems
+
+    problems = logger_problems(config.trainer.logger)
+    if problems:
+        raise SystemExit("[relift] " + "; ".join(problems))
+
+
+def check_checkpoint_disk(config: DictConfig, rows: int) -> list[str]:
+    """The checkpoints' sizes and the disk they need (relift.checkpoints); refuses a folder without room."""
+    from relift.checkpoints import disk_plan, disk_problem, free_bytes
+
+    try:
+        disk = disk_plan(config, training_steps(config, rows))
+    except OSError as error:
+        raise SystemExit(f"[relift] actor_rollout_ref.model.path={config.actor_rollout_ref.model.path}: "
+                         f"its config.json does not load ({str(error).splitlines()[0]})") from None
+    free = free_bytes(disk.folder)
+    problem = disk_problem(disk, free)
+    if problem:
+        raise SystemExit(f"[relift] {problem}")
+    return disk.lines(free)
+
+
+def plan(config: DictConfig, rows: int, checkpoints: list[str]) -> str:
     """What a run would do, for DRY_RUN=1."""
     trainer, data, relift = config.trainer, config.data, config.relift
     gpus = trainer.n_gpus_per_node * trainer.nnodes
     n = config.actor_rollout_ref.rollout.n
     per_epoch = rows // data.train_batch_size
-    steps = trainer.total_training_steps or per_epoch * trainer.total_epochs
+    steps = training_steps(config, rows)
     micro = ("by tokens (dynamic batching)" if config.actor_rollout_ref.actor.use_dynamic_bsz
              else f"{relift.sft_micro_batch_size_per_gpu} per forward")
     lines = [
@@ -127,7 +156,7 @@ def plan(config: DictConfig, rows: int) -> str:
         f"supervised        {'off (relift.enable=false)' if not relift.enable else f'{relift.sft_trigger_size} demonstrations per update = {relift.sft_trigger_size // gpus} per GPU, micro-batches {micro}'}",
         f"steps             {steps} ({rows} rows: {per_epoch} per epoch x {trainer.total_epochs} epochs"
         f"{'' if not trainer.total_training_steps else ', capped by trainer.total_training_steps'})",
-        f"checkpoints       {trainer.default_local_dir} (save_freq {trainer.save_freq})",
+        *checkpoints,
         f"Ray               {'attach to RAY_ADDRESS=' + os.environ['RAY_ADDRESS'] if os.environ.get('RAY_ADDRESS') else 'start a local cluster'}",
     ]
     return "[relift] dry run: configuration and data valid; nothing started\n  " + "\n  ".join(lines)
@@ -171,8 +200,8 @@ def start_cpu_ray(config: DictConfig) -> None:
 
 
 def run(config: DictConfig) -> None:
-    """Check the configuration, the data and the model path, start Ray, and train. With DRY_RUN=1,
-    print the plan after the checks instead."""
+    """Check the configuration, the data, the model path, the loggers and the disk for the checkpoints,
+    start Ray, and train. With DRY_RUN=1, print the plan after the checks instead."""
     from relift.checks import config_problems, resume_problem
 
     problems = config_problems(config) + [problem for problem in [resume_problem(config)] if problem]
@@ -182,10 +211,13 @@ def run(config: DictConfig) -> None:
     check_model_path(config)
     check_teacher(config)
     check_ray_address()
+    check_loggers(config)
     validate_with_verl(config)
+    checkpoints = check_checkpoint_disk(config, rows)
     if os.environ.get("DRY_RUN") == "1":
-        print(plan(config, rows))
+        print(plan(config, rows, checkpoints))
         return
+    print("[relift] " + "\n[relift] ".join(checkpoints), flush=True)
     if config.trainer.device == "cpu":
         start_cpu_ray(config)
 

@@ -44,14 +44,8 @@ from verl.workers.utils.padding import left_right_2_no_padding
 from relift import best
 from relift.accounting import SUMMARY_FILE, Account
 from relift.buffer import CorrectResponse, HardQuestion
-from relift.checks import (
-    STATE_FILE,
-    config_problems,
-    latest_step,
-    replay_granularity,
-    replayed_per_update,
-    resume_state_missing,
-)
+from relift.checkpoints import STATE_FILE, latest_step, resume_folder, resume_state_missing
+from relift.checks import config_problems, replay_granularity, replayed_per_update
 from relift.data import write_text_atomic
 from relift.hardest import group_outcomes
 from relift.reward import grading_health
@@ -369,11 +363,7 @@ class ReLIFTTrainer(RayPPOTrainer):
         result = super()._load_checkpoint()
         if self.global_steps == 0:
             return result
-        if self.config.trainer.resume_mode == "resume_path":
-            folder = self.config.trainer.resume_from_path
-        else:
-            folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
-        path = self._state_path(os.path.abspath(folder))
+        path = self._state_path(resume_folder(self.config))
         if os.path.exists(path):
             with open(path) as f:
                 self.state.load_state_dict(json.load(f))

@@ -3,6 +3,7 @@ relift's checks, veRL's own validation and the data and model-path checks, witho
 
 import glob
 import os
+import re
 import subprocess
 import sys
 
@@ -59,6 +60,12 @@ def test_example_dry_run(script, inputs):
     assert gpus in output
     assert ("attach to RAY_ADDRESS=127.0.0.2:6379" if cluster else "start a local cluster") in output
     assert "Warning" not in output and "Traceback" not in output
+    # The checkpoint plan (6 steps: one save, at the last) and room for it on this disk (the tiny model: ~1 MB).
+    assert "checkpoints       every 20 steps and the last, the 2 newest kept (trainer.save_freq=20, " in output
+    [size] = [line for line in output.splitlines() if line.startswith("  one checkpoint    ")]
+    assert ("supervised optimizer" in size) == ("rl-baseline" not in script), size
+    assert f"per rank x {16 if cluster else 8}" in size
+    assert re.search(r"\n  disk              [\d.]+ [kM]B at most \(1 checkpoint\(s\) of .*\), .* free in ", output)
 
 
 def test_dry_run_refuses_a_missing_model(inputs):

@@ -15,7 +15,7 @@ import sys
 
 from omegaconf import DictConfig
 
-from relift.checks import latest_step
+from relift.checkpoints import latest_step
 from relift.toy.digit_tasks import DATA_SOURCE, TYPES, build
 
 WARM_START_STEPS = 300
