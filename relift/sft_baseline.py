@@ -47,7 +47,7 @@ import time
 import warnings
 from functools import partial
 
-from relift import accounting
+from relift import accounting, cpu
 from relift.data import write_text_atomic
 
 CHECK_ROWS = 8
@@ -383,9 +383,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.device == "cpu":
         # Before veRL is imported: it resolves the platform at import time.
-        from relift.main import CPU_ENV
-
-        os.environ.update(CPU_ENV)
+        cpu.use_cpu()
         for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
             os.environ.setdefault(key, value)
         os.environ.setdefault("MASTER_PORT", str(free_port()))
@@ -420,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
 
     auto_set_device(config)
     if args.device == "cpu":
-        torch.distributed.init_process_group(backend="gloo")
+        cpu.init_gloo()
     else:
         initialize_global_process_group()
     try:

@@ -27,7 +27,7 @@ from verl.utils.metric import AggregationType, Metric
 from verl.workers.engine_workers import ActorRolloutRefWorker
 from verl.workers.utils.padding import no_padding_2_padding
 
-from relift import best, sft
+from relift import best, cpu, sft
 from relift.offload import move_optimizer_state
 
 SFT_OPTIMIZER_FILE = "relift_sft_optimizer_rank{rank}.pt"
@@ -98,12 +98,8 @@ class ReLIFTActorRolloutRefWorker(ActorRolloutRefWorker):
             # Ray gives each worker OMP_NUM_THREADS=1; rollout, log-prob and update phases alternate,
             # so the training process may use every core while it computes.
             torch.set_num_threads(os.cpu_count() or 1)
-        if get_device_name() == "cpu" and not torch.distributed.is_initialized():
-            # veRL builds the backend string "cpu:gloo,<device>:<backend>", which torch rejects when the
-            # device is cpu itself; its initializer is a no-op once a group exists.
-            torch.distributed.init_process_group(
-                backend="gloo", rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"])
-            )
+        if get_device_name() == "cpu":
+            cpu.init_gloo(rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
         super().init_model()
         self._sft = None
         self._log_update_size = False

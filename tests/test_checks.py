@@ -162,9 +162,9 @@ def test_dry_run_refuses_the_issue_example_in_one_line():
                             capture_output=True, text=True, env=env, timeout=120)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
-    refusal = output[output.index("[relift] configuration errors:"):].splitlines()
-    assert [line for line in refusal[1:] if line.startswith("  ")] == [
-        "  actor_rollout_ref.actor.ppo_mini_batch_size=64 must divide data.train_batch_size=120, and its 64 x "
+    refusal = [line for line in output.splitlines() if line.startswith("[relift] ") and "valid" not in line]
+    assert refusal == [
+        "[relift] actor_rollout_ref.actor.ppo_mini_batch_size=64 must divide data.train_batch_size=120, and its 64 x "
         "rollout.n 8 = 512 responses must split over the data-parallel size 6: "
         "e.g. actor_rollout_ref.actor.ppo_mini_batch_size=60"
     ], output[-3000:]
@@ -178,8 +178,7 @@ def test_main_stops_before_ray():
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode != 0
-    assert "[relift] configuration errors:" in result.stderr + result.stdout
-    assert "relift.sft_micro_batch_size_per_gpu=8 must divide" in result.stderr + result.stdout
+    assert "[relift] relift.sft_micro_batch_size_per_gpu=8 must divide" in result.stderr + result.stdout
 
 
 def test_main_refuses_a_cluster_address_without_an_auth_mode(tiny):

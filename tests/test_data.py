@@ -183,20 +183,19 @@ def composed(*overrides: str):
 
 
 def test_trainer_refuses_mostly_failing_demonstrations_before_ray(tmp_path):
-    from relift.main import validate_training_data
+    from relift.preflight import training_data
 
     path = str(tmp_path / "gsm8k_style.parquet")
     frame_of([f"{i} + 1 = <<{i}+1={i + 1}>>{i + 1}\n#### {i + 1}" for i in range(3)], ["1", "2", "3"]).to_parquet(path)
-    with pytest.raises(SystemExit) as refused:
-        validate_training_data(composed(f"data.train_files={path}"))
-    assert str(refused.value) == (
-        f"[relift] {path}: row 0: field 'target': no `</think>`: the think block that the prompt opens is never "
+    problems, rows = training_data(composed(f"data.train_files={path}"))
+    assert rows is None and problems == [
+        f"{path}: row 0: field 'target': no `</think>`: the think block that the prompt opens is never "
         "closed (relift's reward scores 0); of 3 demonstrations, 3 are out of the training layout: about 100% "
         "fail, more than 50%: prepare the file with dataset/prepare_train.py "
-        "(--failing-demos drop or rl-only), or raise relift.max_failing_demonstrations=0.5 (1: no check)")
+        "(--failing-demos drop or rl-only), or raise relift.max_failing_demonstrations=0.5 (1: no check)"]
     # The check is off at 1, without ReLIFT's supervised updates, and with a reward that does not need `</think>`.
     for off in ("relift.max_failing_demonstrations=1", "relift.enable=false",
                 "reward.custom_reward_function.reward_kwargs.require_think=false"):
-        assert validate_training_data(composed(f"data.train_files={path}", off)) == 3
-    with pytest.raises(SystemExit, match=r"relift.max_failing_demonstrations=1.5: a share from 0 to 1, e.g. 0.5"):
-        validate_training_data(composed(f"data.train_files={path}", "relift.max_failing_demonstrations=1.5"))
+        assert training_data(composed(f"data.train_files={path}", "data.train_batch_size=3", off)) == ([], 3)
+    problems, _ = training_data(composed(f"data.train_files={path}", "relift.max_failing_demonstrations=1.5"))
+    assert problems == ["relift.max_failing_demonstrations=1.5: a share from 0 to 1, e.g. 0.5 (1 turns the check off)"]

@@ -109,7 +109,7 @@ def test_relift_off_is_exactly_verls_grpo(tiny, tmp_path):
     import ray
     from hydra import compose, initialize_config_module
 
-    from relift.main import start_cpu_ray
+    from relift import cpu
 
     overrides = cpu_overrides(tiny, str(tmp_path), steps=2) + [
         f"actor_rollout_ref.model.path={tiny['warm_model']}",  # solves some questions: non-zero advantages
@@ -121,8 +121,8 @@ def test_relift_off_is_exactly_verls_grpo(tiny, tmp_path):
     metrics = {}
     for name, trainer_cls in [("relift", "relift.trainer.ReLIFTTrainer"),
                               ("verl", "verl.trainer.ppo.ray_trainer.RayPPOTrainer")]:
-        start_cpu_ray(config)  # a fresh Ray per run: nothing of the first run can leak into the second
-        from relift.task_runner import ReLIFTTaskRunner  # after start_cpu_ray: veRL resolves its platform on import
+        cpu.start_ray(config)  # a fresh Ray per run: nothing of the first run can leak into the second
+        from relift.task_runner import ReLIFTTaskRunner  # after cpu.start_ray: veRL resolves its platform on import
 
         path = str(tmp_path / f"{name}.jsonl")
         try:
