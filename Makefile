@@ -25,8 +25,10 @@ demo: install
 	$(PY) -m relift.demo --out outputs/cpu-demo
 
 # Unit tests and the end-to-end CPU runs (Ray on 127.0.0.2); slow tests are opt-in (make test-all).
-# The tests write only under temporary folders: the run fails if it changed what git sees in the tree.
+# Lint first (ruff, pyproject.toml). The tests write only under temporary folders: the run fails if it
+# changed what git sees in the tree.
 test: install
+	$(VENV)/bin/ruff check .
 	@before="$$(git status --porcelain 2>&1)"; \
 	$(PY) -m pytest -q -m "not slow"; status=$$?; \
 	after="$$(git status --porcelain 2>&1)"; \

@@ -68,7 +68,6 @@ def parameter_count(model_path: str, trust_remote_code: bool = False) -> int:
     count once. Qwen2.5-Math-7B: 7,615,616,512; Qwen2.5-Math-1.5B: 1,543,714,304."""
     import torch
     from transformers import AutoConfig
-
     from verl.utils.model import get_hf_auto_model_class
 
     hf_config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)

@@ -67,9 +67,9 @@ def run(config: DictConfig) -> None:
         cpu.start_ray(config)
 
     import ray
+    from verl.trainer.main_ppo import run_ppo
 
     from relift.task_runner import ReLIFTTaskRunner
-    from verl.trainer.main_ppo import run_ppo
 
     try:
         run_ppo(config, task_runner_class=ReLIFTTaskRunner)

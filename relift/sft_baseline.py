@@ -302,7 +302,6 @@ def prepare(args, data: str, tokenizer):
                          f"{positions} ({args.model}/config.json): use --max-length {positions}, or a longer-context "
                          f"model (examples/prepare_model.py --context)")
     from hydra import compose, initialize_config_module
-
     from verl.trainer.sft_trainer import create_sft_dataset
     from verl.utils.config import omega_conf_to_dataclass
 
@@ -411,7 +410,6 @@ def main(argv: list[str] | None = None) -> None:
     for line in plan:
         print(f"[sft_baseline] {line}")
 
-    import torch
 
     from verl.utils.device import auto_set_device
     from verl.utils.distributed import destroy_global_process_group, initialize_global_process_group

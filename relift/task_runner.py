@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ray
 from omegaconf import OmegaConf
-
 from verl.trainer.main_ppo_v0 import BaseTaskRunner
 from verl.trainer.ppo.utils import create_rl_dataset, create_rl_sampler, need_critic, need_reference_policy
 from verl.utils.config import omega_conf_to_dataclass, validate_config

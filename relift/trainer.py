@@ -35,7 +35,6 @@ import time
 import warnings
 
 import numpy as np
-
 from verl import DataProto
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 from verl.utils import tensordict_utils as tu
@@ -49,8 +48,8 @@ from relift.checks import config_problems, replay_granularity, replayed_per_upda
 from relift.data import write_text_atomic
 from relift.hardest import group_outcomes
 from relift.reward import grading_health
-from relift.state import RunState
 from relift.sft import build_sft_batch, demonstration_text, strip_think_prefix
+from relift.state import RunState
 from relift.teacher import Teacher, TeacherQueue, TeacherUnavailable, config_from
 
 

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from functools import partial
 
 import torch
-
 from verl.single_controller.base.decorator import Dispatch, make_nd_compute_dataproto_dispatch_fn, register
 from verl.utils import tensordict_utils as tu
 from verl.utils.device import get_device_id, get_device_name

@@ -28,7 +28,6 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-
 # Error bodies as the servers send them: OpenAI's (and current vLLM's) under "error", older vLLM's flat.
 OPENAI_MAX_TOKENS = {"error": {
     "message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' "

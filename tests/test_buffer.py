@@ -1,6 +1,6 @@
-import pytest
-
 import random
+
+import pytest
 
 from relift.buffer import CorrectResponse, HardQuestion, QuestionBuffer
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_module
 from transformers import AutoModelForCausalLM, Qwen2Config
+from verl.utils.checkpoint.checkpoint_manager import BaseCheckpointManager
 
 from relift.checkpoints import (
     DiskPlan,
@@ -22,7 +23,6 @@ from relift.checkpoints import (
     resume_folder,
 )
 from relift.digit_tasks import build
-from verl.utils.checkpoint.checkpoint_manager import BaseCheckpointManager
 
 
 def composed(*overrides: str):

@@ -42,8 +42,8 @@ def test_math_base_gets_the_think_template_and_the_16k_context(tiny, tmp_path):
     assert os.path.realpath(os.path.join(out, "model.safetensors")) == os.path.realpath(os.path.join(base, "model.safetensors"))
     assert json.load(open(os.path.join(base, "config.json")))["max_position_embeddings"] == 4096  # base untouched
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     import pandas as pd
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(out)
     row = list(pd.read_parquet(tiny["train"]).prompt.iloc[0])

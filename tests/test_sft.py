@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from relift.sft import TOKEN_WEIGHTINGS, build_sft_batch, demonstration_text, sft_loss, strip_think_prefix, token_weights
+from relift.sft import (
+    TOKEN_WEIGHTINGS,
+    build_sft_batch,
+    demonstration_text,
+    sft_loss,
+    strip_think_prefix,
+    token_weights,
+)
 
 EOS, PAD = 99, 0
 

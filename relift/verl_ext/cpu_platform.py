@@ -15,7 +15,6 @@ from typing import Any, Optional
 
 import psutil
 import torch
-
 from verl.plugin.platform import PlatformBase, PlatformRegistry
 
 

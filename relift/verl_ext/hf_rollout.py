@@ -28,7 +28,6 @@ from typing import Any, Optional
 
 import ray
 import torch
-
 from verl.workers.rollout import base as rollout_base
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, RolloutReplicaRegistry, TokenOutput
@@ -65,7 +64,6 @@ class HFRolloutServer:
 
     def __init__(self, config, model_config, replica_rank: int):
         from transformers import AutoModelForCausalLM
-
         from verl.utils.config import omega_conf_to_dataclass
         from verl.workers.config import HFModelConfig
 
