@@ -259,9 +259,11 @@ def plot(result: dict, path: str) -> None:
     for arm in ("relift_paper", "relift"):
         for i, (seed, r) in enumerate(sorted(result["arms"].get(arm, {"seeds": {}})["seeds"].items())):
             style = "-" if i == 0 else "--"
-            axes[rows, 0].plot(*zip(*r["buffer_size"], strict=True), style, color=colors[arm], label=f"{arm} seed {seed}")
-            updates = [[s, sum(u for t, u in r["sft_updates_per_step"] if t <= s)] for s, _ in r["sft_updates_per_step"]]
-            axes[rows, 1].plot(*zip(*updates, strict=True), style, color=colors[arm], label=f"{arm} seed {seed}")
+            label = f"{arm} seed {seed}"
+            axes[rows, 0].plot(*zip(*r["buffer_size"], strict=True), style, color=colors[arm], label=label)
+            per_step = r["sft_updates_per_step"]
+            updates = [[s, sum(u for t, u in per_step if t <= s)] for s, _ in per_step]
+            axes[rows, 1].plot(*zip(*updates, strict=True), style, color=colors[arm], label=label)
     axes[rows, 0].set_title("buffer size")
     axes[rows, 1].set_title("supervised updates so far")
     axes[rows, 0].legend(fontsize=7)

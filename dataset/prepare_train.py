@@ -111,7 +111,8 @@ def to_schema(record: dict, index: int, source: str, system_prompt: str) -> dict
                            "training schema, problem/solution[/answer] or question/answer")
     if isinstance(answer, int | float) and not isinstance(answer, bool):
         answer = str(answer)  # a mapped source may store numeric answers as numbers
-    prompt = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [{"role": "user", "content": question}]
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    prompt = system + [{"role": "user", "content": question}]
     return {
         "data_source": next(
             (record[k] for k in ("data_source", "source") if not is_missing(record.get(k)) and record[k] != ""),
@@ -132,7 +133,8 @@ def load_hub(name: str) -> tuple[str, pd.DataFrame]:
         return f"hf://{name}", datasets.load_dataset(name, split="train").to_pandas()
     except Exception as error:
         raise SourceUnavailable(
-            f"cannot load the Hugging Face dataset {name} ({type(error).__name__}: {str(error).splitlines()[0][:200]}).\n"
+            f"cannot load the Hugging Face dataset {name} "
+            f"({type(error).__name__}: {str(error).splitlines()[0][:200]}).\n"
             "Without access to the hub, pass a local copy instead, e.g.\n"
             "  python dataset/prepare_train.py --input /path/to/openr1.parquet --output dataset/openr1.parquet"
         ) from None
@@ -195,7 +197,8 @@ def prepare(args) -> dict:
                 continue
             seen.add(key)
             if tokenizer is not None:
-                prompt_ids = tokenizer.apply_chat_template(as_list(row["prompt"]), add_generation_prompt=True, tokenize=False)
+                prompt_ids = tokenizer.apply_chat_template(as_list(row["prompt"]), add_generation_prompt=True,
+                                                           tokenize=False)
                 if len(tokenizer.encode(prompt_ids, add_special_tokens=False)) > args.max_prompt_length:
                     counts["dropped: prompt longer than --max-prompt-length"] += 1
                     continue
@@ -289,7 +292,10 @@ def teach(args, rows: list[dict], tokenizer, counts: Counter) -> list[dict]:
         cache=args.teacher_cache or os.path.splitext(args.output)[0] + ".teacher_cache.jsonl",
         max_target_len=args.max_target_len if tokenizer is not None else None,
         **{key: getattr(args, f"teacher_{key}") for _, key, _, _ in TEACHER_FLAGS})
-    count_tokens = (lambda text: len(tokenizer.encode(text, add_special_tokens=False))) if tokenizer is not None else None
+    count_tokens = None
+    if tokenizer is not None:
+        def count_tokens(text: str) -> int:
+            return len(tokenizer.encode(text, add_special_tokens=False))
     problems = config.problems()
     if problems:
         raise TeacherUnavailable(f"teacher: {'; '.join(problems)} (the --teacher-* flags)")

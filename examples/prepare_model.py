@@ -135,7 +135,8 @@ def check(folder: str, data: str | None) -> str:
         row = list(pd.read_parquet(data).prompt.iloc[0])
     rendered = tokenizer.apply_chat_template(row, add_generation_prompt=True, tokenize=False)
     if not rendered.endswith(THINK_PROMPT):
-        sys.exit(f"[prepare_model] {folder}: a training row renders ending with {rendered[-40:]!r}, not {THINK_PROMPT!r}")
+        sys.exit(f"[prepare_model] {folder}: a training row renders ending with {rendered[-40:]!r}, "
+                 f"not {THINK_PROMPT!r}")
     return rendered
 
 

@@ -352,13 +352,16 @@ def _stabilizer_problems(config: DictConfig) -> list[str]:
     relift = config.relift
     problems = _replay_problems(config)
     if relift.sft_loss.weighting not in TOKEN_WEIGHTINGS:
-        problems.append(f"relift.sft_loss.weighting={relift.sft_loss.weighting} is not one of {', '.join(TOKEN_WEIGHTINGS)}")
+        problems.append(f"relift.sft_loss.weighting={relift.sft_loss.weighting} is not one of "
+                        f"{', '.join(TOKEN_WEIGHTINGS)}")
     if not 0 < relift.sft_loss.trust_region_alpha <= 1:
-        problems.append(f"relift.sft_loss.trust_region_alpha={relift.sft_loss.trust_region_alpha} must be in (0, 1]: e.g. 0.1")
+        problems.append(f"relift.sft_loss.trust_region_alpha={relift.sft_loss.trust_region_alpha} must be in (0, 1]: "
+                        "e.g. 0.1")
     if relift.optim.warmup_updates < 0:
         problems.append(f"relift.optim.warmup_updates={relift.optim.warmup_updates} must be >= 0 (0: no warm-up)")
     if relift.guard.window < 1:
         problems.append(f"relift.guard.window={relift.guard.window} must be >= 1 step: e.g. 5")
     if relift.guard.max_rise is not None and not 0 <= relift.guard.max_rise <= 1:
-        problems.append(f"relift.guard.max_rise={relift.guard.max_rise} must be in [0, 1] or null (guard off): e.g. 0.2")
+        problems.append(f"relift.guard.max_rise={relift.guard.max_rise} must be in [0, 1] or null (guard off): "
+                        "e.g. 0.2")
     return problems

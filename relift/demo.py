@@ -38,7 +38,8 @@ def plot(rows: list[dict], curve: list[tuple[int, dict]], path: str, title: str)
     fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True, gridspec_kw={"height_ratios": [2, 1, 1]})
     for name in (*TYPES, "overall"):
         axes[0].plot([s for s, _ in curve], [v[name] for _, v in curve], marker="o",
-                     linewidth=2.5 if name == "overall" else 1.5, color="black" if name == "overall" else None, label=name)
+                     linewidth=2.5 if name == "overall" else 1.5, color="black" if name == "overall" else None,
+                     label=name)
     axes[0].axhline(KEPT_FLOOR, color="gray", linestyle=":", linewidth=1, label=f"{KEPT} floor {KEPT_FLOOR:.2f}")
     axes[0].set_ylabel("held-out accuracy (greedy)")
     axes[0].set_ylim(-0.02, 1.02)
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
           f"(step {lowest['step']}; floor {KEPT_FLOOR:.2f})")
     print(f"hardest questions seen   {summary['hardest_questions_seen']}")
     print(f"supervised updates       {summary['supervised_updates']}")
-    print(f"demonstrations used      {summary['demos_used']} ({summary['demos_used_frac']:.1%} of the training questions)")
+    print(f"demonstrations used      {summary['demos_used']} "
+          f"({summary['demos_used_frac']:.1%} of the training questions)")
     print(f"wall time                {summary['wall_time_s']:.0f} s ({summary['seconds_per_step']:.1f} s per step)")
     print(f"outputs                  {out}/{{metrics.jsonl, relift.png, summary.json, final_model/}}")
     print("\n".join(compute.lines()))

@@ -29,14 +29,16 @@ def plan(config: DictConfig, rows: int, checkpoints: list[str]) -> str:
     micro = ("by tokens (dynamic batching)" if config.actor_rollout_ref.actor.use_dynamic_bsz
              else f"{relift.sft_micro_batch_size_per_gpu} per forward")
     lines = [
-        f"world size        {gpus} GPUs ({trainer.nnodes} node(s) x {trainer.n_gpus_per_node}), device {trainer.device}",
+        f"world size        {gpus} GPUs ({trainer.nnodes} node(s) x {trainer.n_gpus_per_node}), "
+        f"device {trainer.device}",
         f"per step          {data.train_batch_size} prompts x {n} responses = {data.train_batch_size * n}, "
         f"{data.train_batch_size * n // gpus} per GPU",
         f"supervised        {supervised(config, gpus, micro)}",
         f"steps             {steps} ({rows} rows: {per_epoch} per epoch x {trainer.total_epochs} epochs"
         f"{'' if not trainer.total_training_steps else ', capped by trainer.total_training_steps'})",
         *checkpoints,
-        f"Ray               {'attach to RAY_ADDRESS=' + os.environ['RAY_ADDRESS'] if os.environ.get('RAY_ADDRESS') else 'start a local cluster'}",
+        "Ray               " + (f"attach to RAY_ADDRESS={os.environ['RAY_ADDRESS']}" if os.environ.get("RAY_ADDRESS")
+                                else "start a local cluster"),
     ]
     return "[relift] dry run: configuration and data valid; nothing started\n  " + "\n  ".join(lines)
 

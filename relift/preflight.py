@@ -59,7 +59,8 @@ def training_data(config: DictConfig) -> tuple[list[str], int | None]:
     relift, reward = config.relift, config.reward.custom_reward_function
     limit = relift.max_failing_demonstrations
     if not (isinstance(limit, int | float) and 0 <= limit <= 1):
-        return [f"relift.max_failing_demonstrations={limit}: a share from 0 to 1, e.g. 0.5 (1 turns the check off)"], None
+        return [f"relift.max_failing_demonstrations={limit}: a share from 0 to 1, e.g. 0.5 "
+                "(1 turns the check off)"], None
     # The check is relift's reward's rule: another reward, or one without the think block, may accept others.
     checked = (relift.enable and reward.path == "pkg://relift.reward" and reward.name == "compute_score"
                and reward.get("reward_kwargs", {}).get("require_think", True))
@@ -80,7 +81,8 @@ def training_data(config: DictConfig) -> tuple[list[str], int | None]:
         total += rows
     # veRL's dataloader drops the last partial batch and stops after total_epochs: asking for more steps
     # than that trains fewer and leaves no final checkpoint; fewer rows than a batch leave it empty.
-    steps, epochs, batch = config.trainer.total_training_steps, config.trainer.total_epochs, config.data.train_batch_size
+    steps, epochs = config.trainer.total_training_steps, config.trainer.total_epochs
+    batch = config.data.train_batch_size
     per_epoch = total // batch
     if per_epoch == 0:
         return [f"data.train_batch_size={batch} is more than the {total} rows of {files}: "
@@ -88,7 +90,8 @@ def training_data(config: DictConfig) -> tuple[list[str], int | None]:
     if steps is not None and steps > per_epoch * epochs:
         return [f"trainer.total_training_steps={steps} needs {steps * batch} training rows "
                 f"(data.train_batch_size={batch}), but {files} holds {total} rows x trainer.total_epochs={epochs}: "
-                f"set trainer.total_training_steps<={per_epoch * epochs} or trainer.total_epochs>={-(-steps // per_epoch)}"
+                f"set trainer.total_training_steps<={per_epoch * epochs} or "
+                f"trainer.total_epochs>={-(-steps // per_epoch)}"
                 ], None
     return [], total
 

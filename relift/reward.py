@@ -276,7 +276,8 @@ def compute_score(
         "has_think_close": float(result.has_think_close),
         "timed_out": float(result.status == "timeout"),
         "answer_rejected": float(result.status == "rejected"),
-        "sent_to_grader": float(result.status in ("ok", "timeout", "error") and choice_label(data_source, ground_truth) is None),
+        "sent_to_grader": float(result.status in ("ok", "timeout", "error")
+                                and choice_label(data_source, ground_truth) is None),
         "grader_failed": float(result.status == "error"),
     }
 

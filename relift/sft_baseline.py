@@ -333,7 +333,8 @@ def prepare(args, data: str, tokenizer):
         f"{args.world_size} rank(s), batch {args.batch_size} ({args.batch_size // dp} per rank), "
         f"{per_epoch} steps per epoch, {total} steps"
         + (f" ({args.epochs} epochs)" if args.epochs else f" ({total / per_epoch:.2f} epochs)"),
-        f"lr {args.lr:g}, {args.lr_scheduler} schedule, {warmup} warm-up steps; saves: {args.save_freq} and the last step",
+        f"lr {args.lr:g}, {args.lr_scheduler} schedule, {warmup} warm-up steps; "
+        f"saves: {args.save_freq} and the last step",
         f"HF models -> {config.trainer.default_local_dir}/global_step_K/huggingface, {args.out}/final -> the last",
     ]
     return config, plan, demo_lengths

@@ -1,27 +1,29 @@
 """`ReLIFTTrainer`: veRL's `RayPPOTrainer` (GRPO) with ReLIFT's interleaved fine-tuning.
 
-Only a few hooks of `RayPPOTrainer` are overridden; `fit()` is veRL's own:
+Only a few hooks of `RayPPOTrainer` are overridden; `fit()` is veRL's own (wrapped to write the run's
+compute summary at its end):
 
 - `_get_gen_batch`: keep each row's demonstration (`target`) in the training batch: veRL moves every
   non-reward field into the generation batch, and the rollout output does not carry it back;
 - `init_workers`: after veRL builds the workers, create the supervised optimizer on each actor rank;
 - `_update_actor`: stop if grading failed for every answer of the step that needed a grader, log the
-  grader's answers, timeouts, rejections and failures; after veRL's RL update of the step, find the questions none of whose n
-  responses was correct, buffer those that have a demonstration, and while the buffer holds
-  `sft_trigger_size` questions take the newest ones for one supervised update (at most
-  `max_sft_updates_per_step`);
+  grader's health; after veRL's RL update of the step, find the questions none of whose n responses was
+  correct, buffer those that have a demonstration, keep correct responses for replay, and while the buffer
+  holds `sft_trigger_size` questions (and the runaway guard allows) take the newest ones for one
+  supervised update (at most `max_sft_updates_per_step`), with relift.replay's shares of replayed
+  responses and the supervised lr's warm-up;
 - `_validate`: after veRL's validation, keep the model in Hugging Face format when its score is the best
   so far (`relift.best`);
-- `_save_checkpoint` / `_load_checkpoint`: the buffer, ReLIFT's counters and the questions pending at the
-  teacher travel with the checkpoint (the second optimizer's state is saved by the workers, see
-  `relift.workers`).
+- `_save_checkpoint` / `_load_checkpoint`: the run's state (`relift.state.RunState`: buffer, replay
+  pools, guard, counters, pending teacher questions, compute totals) travels with the checkpoint; the
+  second optimizer's state is saved by the workers (`relift.workers`).
 
 With `relift.teacher.enable`, hardest questions without a demonstration are sent to the teacher in the
 background (`relift.teacher.TeacherQueue`); verified replies enter the buffer at the first step after
 they arrive.
 
-With `relift.enable=false` nothing of the above runs but the grading check, and the trainer is exactly
-veRL's GRPO.
+With `relift.enable=false` nothing of the above runs but the grading check and the accounting, and the
+trainer is exactly veRL's GRPO.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class ReLIFTTrainer(RayPPOTrainer):
         if self.relift.enable and self.relift.teacher.enable:
             config = config_from(self.relift.teacher)
             config.max_target_len = self.relift.max_target_len
-            self.teacher = TeacherQueue(Teacher(config, lambda text: len(self.tokenizer.encode(text, add_special_tokens=False))))
+            self.teacher = TeacherQueue(Teacher(config, self._count_tokens))
         world = self.config.trainer.n_gpus_per_node * self.config.trainer.nnodes
         account = Account(arm="relift" if self.relift.enable else "rl", experiment=self.config.trainer.experiment_name,
                           device=self.config.trainer.device, devices=world)
@@ -83,6 +85,9 @@ class ReLIFTTrainer(RayPPOTrainer):
         problems = config_problems(self.config)
         if problems:
             raise ValueError("; ".join(problems))
+
+    def _count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def init_workers(self):
         super().init_workers()
@@ -113,7 +118,8 @@ class ReLIFTTrainer(RayPPOTrainer):
         super().fit()
         self._update_account(steps=self.global_steps - 1)  # veRL counts one past the last step
         account = self.state.account.summary()
-        write_text_atomic(os.path.join(self.config.trainer.default_local_dir, SUMMARY_FILE), json.dumps(account, indent=2))
+        write_text_atomic(os.path.join(self.config.trainer.default_local_dir, SUMMARY_FILE),
+                          json.dumps(account, indent=2))
         print("\n".join(self.state.account.lines()), flush=True)
 
     def _update_account(self, steps: int) -> None:
@@ -167,7 +173,8 @@ class ReLIFTTrainer(RayPPOTrainer):
                 if self.teacher is not None:
                     self.teacher.ask(question_id, {
                         "prompt_ids": prompt_ids,
-                        "messages": [{"role": m["role"], "content": m["content"]} for m in non_tensor["relift_question"][row]],
+                        "messages": [{"role": m["role"], "content": m["content"]}
+                                     for m in non_tensor["relift_question"][row]],
                         "ground_truth": str(non_tensor["reward_model"][row]["ground_truth"]),
                         "data_source": str(non_tensor["data_source"][row]),
                     })
@@ -247,7 +254,7 @@ class ReLIFTTrainer(RayPPOTrainer):
     def _sft_lr(self) -> float:
         """The supervised lr of the next update: linear warm-up over relift.optim.warmup_updates."""
         warmup = self.relift.optim.warmup_updates
-        return self.relift.optim.lr * min(1.0, (self.state.counters["sft_updates"] + 1) / warmup) if warmup else self.relift.optim.lr
+        return self.relift.optim.lr * (min(1.0, (self.state.counters["sft_updates"] + 1) / warmup) if warmup else 1.0)
 
     def _sft_update(self, questions: list[HardQuestion]) -> dict:
         """One supervised update on the questions' demonstrations plus relift.replay's shares of the policy's own
@@ -324,7 +331,8 @@ class ReLIFTTrainer(RayPPOTrainer):
     def _validate(self, *args, **kwargs):
         metrics = super()._validate(*args, **kwargs)
         score = best.validation_score(metrics)
-        if self.relift.save_best and score is not None and (self.state.best_score is None or score > self.state.best_score):
+        improved = score is not None and (self.state.best_score is None or score > self.state.best_score)
+        if self.relift.save_best and improved:
             self.state.best_score = score
             run_dir = os.path.abspath(self.config.trainer.default_local_dir)
             info = {"step": self.global_steps, "score": score,
@@ -352,7 +360,8 @@ class ReLIFTTrainer(RayPPOTrainer):
             if not isinstance(cause, OSError):
                 raise
             latest = latest_step(self.config.trainer.default_local_dir)
-            kept = f"global_step_{latest} is still the latest checkpoint and intact" if latest is not None else "no checkpoint was written before"
+            kept = (f"global_step_{latest} is still the latest checkpoint and intact" if latest is not None
+                    else "no checkpoint was written before")
             raise RuntimeError(
                 f"[relift] saving the checkpoint of step {self.global_steps} to {folder} failed: {cause}; {kept} "
                 "(veRL marks a checkpoint as the latest only once it is written)"

@@ -38,7 +38,8 @@ def tiny(tmp_path_factory):
     openr1 = root / "openr1.jsonl"
     with open(openr1, "w") as f:
         for prompt, target, reward_model in zip(frame.prompt, frame.target, frame.reward_model, strict=True):
-            row = {"problem": prompt[-1]["content"], "solution": target[0]["content"], "answer": reward_model["ground_truth"]}
+            row = {"problem": prompt[-1]["content"], "solution": target[0]["content"],
+                   "answer": reward_model["ground_truth"]}
             f.write(json.dumps(row) + "\n")
     train = str(root / "prepared.parquet")
     subprocess.run(
@@ -50,11 +51,13 @@ def tiny(tmp_path_factory):
     # so GRPO has advantages. Hidden 64 has not learnt to copy after 300 steps (0%).
     warm_model = str(root / "warm-model")
     subprocess.run(
-        [sys.executable, "-m", "relift.toy.tiny_model", "--data", os.path.join(data, "train.parquet"), "--out", warm_model,
+        [sys.executable, "-m", "relift.toy.tiny_model", "--data", os.path.join(data, "train.parquet"),
+         "--out", warm_model,
          "--warm-start-data", os.path.join(data, "warm_start.parquet"), "--warm-start-steps", "300"],
         check=True,
     )
-    return {"data": data, "model": model, "warm_model": warm_model, "train": train, "val": os.path.join(data, "val.parquet")}
+    return {"data": data, "model": model, "warm_model": warm_model, "train": train,
+            "val": os.path.join(data, "val.parquet")}
 
 
 def cpu_overrides(tiny, out_dir, steps: int) -> list[str]:

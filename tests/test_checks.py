@@ -198,7 +198,8 @@ def test_main_refuses_a_cluster_address_without_an_auth_mode(tiny):
     ("overrides", "expected"),
     [
         (("relift.replay.share=0.5", "relift.replay.taught_share=0.5"),
-         "relift.replay.share=0.5 and relift.replay.taught_share=0.5 must be >= 0 and leave room for new demonstrations"),
+         "relift.replay.share=0.5 and relift.replay.taught_share=0.5 must be >= 0 and leave room for new "
+         "demonstrations"),
         (("relift.replay.share=-0.1",), "relift.replay.share=-0.1 and relift.replay.taught_share=0.0 must be >= 0"),
         # 8 x 0.05 / 0.95 rounds to no replayed response: the share would silently do nothing.
         (("device=cpu", "toy=digits", "relift.replay.taught_share=0.05"),
@@ -232,5 +233,6 @@ def test_replayed_responses_split_over_ranks_and_micro_batches(overrides, replay
 
 def test_the_paper_is_one_switch_away():
     paper = composed("interleave=paper").relift
-    assert paper.replay.share == paper.replay.taught_share == 0 and paper.guard.max_rise is None and paper.optim.warmup_updates == 0
+    assert paper.replay.share == paper.replay.taught_share == 0
+    assert paper.guard.max_rise is None and paper.optim.warmup_updates == 0
     assert paper.sft_loss.weighting == "nll" and paper.entropy_coeff == 0.001

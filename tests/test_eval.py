@@ -17,7 +17,8 @@ BENCHMARKS = {"aime", "aime25", "amc", "math", "minerva", "olympiad_bench", "gpq
 
 
 def run_eval(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "relift.eval", *map(str, args)], capture_output=True, text=True, **kwargs)
+    return subprocess.run([sys.executable, "-m", "relift.eval", *map(str, args)], capture_output=True, text=True,
+                          **kwargs)
 
 
 @pytest.mark.parametrize(

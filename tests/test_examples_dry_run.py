@@ -23,7 +23,8 @@ EXAMPLES = sorted(
 def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("dry_run")
     paths = build(str(root / "data"), train_rows=256, val_per_type=2, warm_start_rows=1, seed=0)
-    subprocess.run([sys.executable, "-m", "relift.toy.tiny_model", "--data", paths["train"], "--out", str(root / "model"),
+    subprocess.run([sys.executable, "-m", "relift.toy.tiny_model", "--data", paths["train"],
+                    "--out", str(root / "model"),
                     "--hidden", "32"], check=True, capture_output=True)
     return {"MODEL": str(root / "model"), "TRAIN_FILES": paths["train"], "VAL_FILES": paths["val"]}
 
@@ -39,7 +40,8 @@ def long_context_model(inputs, tmp_path_factory):
 
 
 def dry_run(script: str, **env: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DRY_RUN": "1", "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"], **env}
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
+    env = {**os.environ, "DRY_RUN": "1", "PATH": path, **env}
     return subprocess.run(["bash", script], capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -71,7 +73,8 @@ def test_example_dry_run(script, inputs):
 def test_dry_run_refuses_a_missing_model(inputs):
     result = dry_run(os.path.join(REPO, "examples", "qwen2.5-math-7b.sh"), **{**inputs, "MODEL": "/nonexistent/model"})
     assert result.returncode != 0
-    assert "actor_rollout_ref.model.path=/nonexistent/model: no Hugging Face model there" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "actor_rollout_ref.model.path=/nonexistent/model: no Hugging Face model there" in output
 
 
 def test_two_nodes_needs_the_cluster_address(inputs):

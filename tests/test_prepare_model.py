@@ -39,7 +39,8 @@ def test_math_base_gets_the_think_template_and_the_16k_context(tiny, tmp_path):
     assert result.returncode == 0, result.stderr
     config = json.load(open(os.path.join(out, "config.json")))
     assert config["max_position_embeddings"] == 16384 and config["rope_parameters"]["rope_theta"] == 40000.0
-    assert os.path.realpath(os.path.join(out, "model.safetensors")) == os.path.realpath(os.path.join(base, "model.safetensors"))
+    linked = os.path.realpath(os.path.join(out, "model.safetensors"))
+    assert linked == os.path.realpath(os.path.join(base, "model.safetensors"))
     assert json.load(open(os.path.join(base, "config.json")))["max_position_embeddings"] == 4096  # base untouched
 
     import pandas as pd

@@ -22,9 +22,12 @@ def prepare(*args) -> subprocess.CompletedProcess:
 
 def openr1_rows():
     return [
-        {"problem": "What is 2+2?", "solution": "<think>\n2+2=4\n</think>\nSo \\boxed{4}.", "answer": "4", "source": "amc"},
-        {"problem": "What is 3+3?", "solution": "<think>\n3+3=6\n</think>\nSo \\boxed{6}.", "answer": "", "source": "amc"},
-        {"problem": "What is 2+2?", "solution": "<think>\n2+2=4\n</think>\nSo \\boxed{4}.", "answer": "4", "source": "amc"},
+        {"problem": "What is 2+2?", "solution": "<think>\n2+2=4\n</think>\nSo \\boxed{4}.", "answer": "4",
+         "source": "amc"},
+        {"problem": "What is 3+3?", "solution": "<think>\n3+3=6\n</think>\nSo \\boxed{6}.", "answer": "",
+         "source": "amc"},
+        {"problem": "What is 2+2?", "solution": "<think>\n2+2=4\n</think>\nSo \\boxed{4}.", "answer": "4",
+         "source": "amc"},
     ]
 
 
@@ -70,7 +73,8 @@ def test_bad_row_fails_with_file_row_field_and_keeps_existing_output(tmp_path, r
 
 def test_schema_file_missing_column(tmp_path):
     src, out = tmp_path / "in.parquet", tmp_path / "train.parquet"
-    pd.DataFrame([{"data_source": "x", "prompt": [{"role": "user", "content": "q"}], "ability": "math"}]).to_parquet(src)
+    row = {"data_source": "x", "prompt": [{"role": "user", "content": "q"}], "ability": "math"}
+    pd.DataFrame([row]).to_parquet(src)
     result = prepare("--input", src, "--output", out)
     assert result.returncode == 2 and "unrecognised row shape" in result.stderr
 
@@ -95,7 +99,8 @@ def test_unreadable_files(tmp_path, content, message):
 
 def test_tokenizer_length_filter(tiny, tmp_path):
     src, out = tmp_path / "openr1.jsonl", tmp_path / "train.parquet"
-    rows = openr1_rows()[:2] + [{"problem": "What is " + " + ".join(["1"] * 200) + "?", "solution": "\\boxed{200}", "answer": "200"}]
+    long_problem = "What is " + " + ".join(["1"] * 200) + "?"
+    rows = openr1_rows()[:2] + [{"problem": long_problem, "solution": "\\boxed{200}", "answer": "200"}]
     write_jsonl(src, rows)
     result = prepare("--input", src, "--output", out, "--tokenizer", tiny["model"], "--system-prompt", "",
                      "--max-prompt-length", "64", "--max-target-len", "8")
@@ -170,7 +175,8 @@ def test_failing_demonstrations_are_counted_and_kept_dropped_or_left_to_rl(tmp_p
     rejects = [json.loads(line) for line in open(tmp_path / "train.rejects.jsonl")]
     assert [(r["row"], r["field"], r["problem"]) for r in rejects] == [
         (1, "target", "relift's reward grades it wrong: read '4', the ground truth is '3'"),
-        (2, "target", "no `</think>`: the think block that the prompt opens is never closed (relift's reward scores 0)")]
+        (2, "target",
+         "no `</think>`: the think block that the prompt opens is never closed (relift's reward scores 0)")]
     assert rejects[1]["record"]["solution"] == "1+3 is four."
 
 

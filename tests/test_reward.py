@@ -57,7 +57,8 @@ def test_math_equivalences(answer, ground_truth):
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("so \\boxed{C}", "C"), ("ANSWER: B", "B"), ("I pick (D) here", "D"), ("the answer is A.", "A"), ("no idea", None)],
+    [("so \\boxed{C}", "C"), ("ANSWER: B", "B"), ("I pick (D) here", "D"), ("the answer is A.", "A"),
+     ("no idea", None)],
 )
 def test_choice_extraction(text, expected):
     assert extract_choice(text) == expected
@@ -282,7 +283,8 @@ def test_pathological_answers_are_rejected_before_math_verify(answer):
     assert time.monotonic() - start < 0.1
 
 
-@pytest.mark.parametrize("answer", ["\\boxed{2^{2^n}}", "\\boxed{(n+1)!}", "\\boxed{\\frac{10!}{2^{5}}}", "\\boxed{2^{100}}"])
+@pytest.mark.parametrize(
+    "answer", ["\\boxed{2^{2^n}}", "\\boxed{(n+1)!}", "\\boxed{\\frac{10!}{2^{5}}}", "\\boxed{2^{100}}"])
 def test_ordinary_powers_and_factorials_are_not_rejected(answer):
     assert rejection(graded_slice(answer)) is None
 

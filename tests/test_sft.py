@@ -14,7 +14,8 @@ EOS, PAD = 99, 0
 
 
 def test_layout_masks_only_demonstration_and_eos():
-    batch = build_sft_batch([[5, 6, 7], [8]], [[11, 12], [13, 14, 15]], eos_token_id=EOS, pad_token_id=PAD, max_target_len=8)
+    batch = build_sft_batch([[5, 6, 7], [8]], [[11, 12], [13, 14, 15]], eos_token_id=EOS, pad_token_id=PAD,
+                            max_target_len=8)
     t = batch.tensors
     assert t["prompts"].tolist() == [[5, 6, 7], [PAD, PAD, 8]]
     assert t["responses"].tolist() == [[11, 12, EOS, PAD], [13, 14, 15, EOS]]

@@ -38,4 +38,5 @@ def test_a_state_saved_before_the_replay_pool_loads_with_those_parts_empty():
         del saved[name]
     restored = RunState(relift_section(), Account(arm="relift"))
     restored.load_state_dict(saved)
-    assert len(restored.replay) == 0 and restored.counters["sft_updates"] == 7 and restored.account.tokens_generated == 0
+    assert len(restored.replay) == 0 and restored.counters["sft_updates"] == 7
+    assert restored.account.tokens_generated == 0

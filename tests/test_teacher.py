@@ -85,8 +85,9 @@ def test_normalise_to_the_training_layout():
     assert normalise("<think>\nx\n</think>\nSo \\boxed{5}.") == "<think>\nx\n</think>\n\nSo \\boxed{5}."
     assert normalise("So 5.", reasoning="we get \\boxed{5}") == (
         "<think>\nwe get \\boxed{5}\n</think>\n\nSo 5.\n\nThe final answer is $\\boxed{5}$.")
-    assert normalise("2 + 3 = \\boxed{5}") == "<think>\n2 + 3 = \\boxed{5}\n</think>\n\nThe final answer is $\\boxed{5}$."
-    assert normalise("<think>\ncut short, \\boxed{5}") == "<think>\ncut short, \\boxed{5}\n</think>\n\nThe final answer is $\\boxed{5}$."
+    final = "\n</think>\n\nThe final answer is $\\boxed{5}$."
+    assert normalise("2 + 3 = \\boxed{5}") == "<think>\n2 + 3 = \\boxed{5}" + final
+    assert normalise("<think>\ncut short, \\boxed{5}") == "<think>\ncut short, \\boxed{5}" + final
     assert normalise("no boxed answer") is None and normalise(None) is None
 
 
@@ -185,7 +186,8 @@ def test_verified_retried_unverified_failed_and_cached(server, tmp_path, monkeyp
 
     for pair in [(1, 1), (1, 2), (1, 3), (1, 4), (1, 6)]:
         assert answers[pair].status == "verified", (pair, answers[pair])
-        assert answers[pair].demonstration.startswith("<think>\n") and f"\\boxed{{{sum(pair)}}}" in answers[pair].demonstration
+        demonstration = answers[pair].demonstration
+        assert demonstration.startswith("<think>\n") and f"\\boxed{{{sum(pair)}}}" in demonstration
     assert answers[(1, 2)].demonstration == solution(1, 2)  # the reasoning field became the think block
     assert answers[(1, 4)].requests == 5 and answers[(1, 6)].requests == 2
     assert answers[(1, 5)].status == "unverified" and answers[(1, 5)].requests == 2

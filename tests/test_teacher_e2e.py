@@ -56,7 +56,8 @@ def test_questions_without_demonstrations_get_taught_and_pending_ones_survive_a_
         assert rows[-1]["relift/sft_updates_total"] >= 1, "the teacher's demonstrations were not trained on"
         assert rows[-1]["teacher/completion_tokens_total"] > 0 and np.isfinite(rows[-1]["teacher/latency_s"])
         # The console line (step 1's: Ray may drop the task runner's last lines when the run ends).
-        assert re.search(r"\| teacher \d+/\d+ verified, \d+ pending$", text.split("[relift] step    1")[1].splitlines()[0])
+        line = text.split("[relift] step    1")[1].splitlines()[0]
+        assert re.search(r"\| teacher \d+/\d+ verified, \d+ pending$", line)
 
         with open(f"{out}/checkpoints/global_step_2/relift_state.json") as f:
             pending = json.load(f)["teacher"]["pending"]

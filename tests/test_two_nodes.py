@@ -92,8 +92,8 @@ def test_two_nodes_on_loopback_train_two_steps(tiny, tmp_path):
         assert rows[-1]["relift/sft_updates_total"] >= 1
 
         # One training process (veRL's WorkerDict) per node.
-        placed = subprocess.run([sys.executable, "-c", WORKER_NODES], env={**driver, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True,
-                                timeout=120)
+        placed = subprocess.run([sys.executable, "-c", WORKER_NODES], env={**driver, "RAY_AUTH_MODE": "token"},
+                                capture_output=True, text=True, timeout=120)
         assert placed.returncode == 0, placed.stderr[-3000:]
         assert json.loads(placed.stdout.strip().splitlines()[-1]) == {HEAD: 1, NODE: 1}
     finally:

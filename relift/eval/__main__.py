@@ -34,9 +34,11 @@ def evaluate(model_path: str, name: str, args) -> dict:
             for start in range(0, len(pending), args.batch_size):
                 batch = pending[start : start + args.batch_size]
                 prompts = [render(generator.tokenizer, item.messages, args.template) for item in batch]
-                outputs = generator.generate(prompts, args.temperature, args.top_p, args.max_new_tokens, args.seed + start)
+                outputs = generator.generate(prompts, args.temperature, args.top_p, args.max_new_tokens,
+                                             args.seed + start)
                 grades = list(graders.map(
-                    lambda pair: grade(pair[0].benchmark, pair[1][0], pair[0].ground_truth, timeout_s=args.grade_timeout_s),
+                    lambda pair: grade(pair[0].benchmark, pair[1][0], pair[0].ground_truth,
+                                       timeout_s=args.grade_timeout_s),
                     zip(batch, outputs, strict=True),
                 ))
                 log.append([
@@ -69,7 +71,8 @@ def compare(result_dirs: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m relift.eval", description=relift.eval.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m relift.eval", description=relift.eval.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="generate and grade")
     run.add_argument("models", nargs="+", help="model paths (or hub names on a connected machine)")

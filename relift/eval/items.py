@@ -7,7 +7,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_DATA = [os.path.join(REPO, "dataset", name) for name in ("math_eval.avg32.parquet", "gpqa_diamond.parquet", "arc_c.parquet")]
+DEFAULT_DATA = [os.path.join(REPO, "dataset", name)
+                for name in ("math_eval.avg32.parquet", "gpqa_diamond.parquet", "arc_c.parquet")]
 
 
 @dataclass

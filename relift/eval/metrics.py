@@ -40,7 +40,8 @@ def summarize(records: list[dict]) -> dict:
     for name, group in (("in_distribution", IN_DISTRIBUTION), ("out_of_distribution", OUT_OF_DISTRIBUTION)):
         present = [summary[b] for b in group if b in summary]
         if present:
-            summary[f"average/{name}"] = {"avg": float(np.mean([s[f"avg@{s['k']}"] for s in present])), "benchmarks": len(present)}
+            average = float(np.mean([s[f"avg@{s['k']}"] for s in present]))
+            summary[f"average/{name}"] = {"avg": average, "benchmarks": len(present)}
     return summary
 
 
@@ -60,6 +61,7 @@ def markdown_table(summaries: dict[str, dict]) -> str:
         cells = [_cell(summaries[name].get(b)) for name in names]
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
     for group in ("in_distribution", "out_of_distribution"):
-        cells = [f"{100 * summaries[n][f'average/{group}']['avg']:.1f}" if f"average/{group}" in summaries[n] else "" for n in names]
+        key = f"average/{group}"
+        cells = [f"{100 * summaries[n][key]['avg']:.1f}" if key in summaries[n] else "" for n in names]
         lines.append(f"| **avg {group.replace('_', '-')}** | " + " | ".join(cells) + " |")
     return "\n".join(lines)

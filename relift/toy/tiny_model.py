@@ -93,7 +93,8 @@ def warm_start(model, tokenizer, frame: pd.DataFrame, steps: int, lr: float, see
     for prompt, target in zip(frame["prompt"], frame["target"], strict=True):
         rendered = tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=False)
         demo = strip_think_prefix(rendered, demonstration_text(target))
-        pairs.append((tokenizer.encode(rendered, add_special_tokens=False), tokenizer.encode(demo, add_special_tokens=False)))
+        pairs.append((tokenizer.encode(rendered, add_special_tokens=False),
+                      tokenizer.encode(demo, add_special_tokens=False)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     model.train()

@@ -16,7 +16,7 @@ import warnings
 warnings.filterwarnings("ignore", message=".* engine is not available")
 
 # The platform must be registered before any veRL module that resolves the device at import time.
-from . import cpu_platform  # noqa: F401, I001
+from . import cpu_platform  # noqa: F401, I001, E402
 
 from verl.workers.engine import EngineRegistry  # noqa: E402
 from verl.workers.engine.fsdp.transformer_impl import FSDPEngineWithLMHead  # noqa: E402

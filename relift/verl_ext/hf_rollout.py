@@ -95,7 +95,8 @@ class HFRolloutServer:
 
     def _max_tokens(self, prompt_ids: list[int], sampling_params: dict) -> int:
         budget = self.config.prompt_length + self.config.response_length - len(prompt_ids)
-        requested = sampling_params.pop("max_tokens", sampling_params.pop("max_new_tokens", self.config.response_length))
+        default = sampling_params.pop("max_new_tokens", self.config.response_length)
+        requested = sampling_params.pop("max_tokens", default)
         return max(1, min(requested, self.config.response_length, budget))
 
     async def generate(
@@ -136,7 +137,8 @@ class HFRolloutServer:
             pending, self._pending = self._pending, []
             groups: dict[tuple, list[_Request]] = {}
             for params, request in pending:
-                key = (float(params.get("temperature", 1.0)), float(params.get("top_p", 1.0)), int(params.get("top_k", -1)))
+                key = (float(params.get("temperature", 1.0)), float(params.get("top_p", 1.0)),
+                       int(params.get("top_k", -1)))
                 groups.setdefault(key, []).append(request)
             for (temperature, top_p, top_k), requests in groups.items():
                 try:
@@ -248,7 +250,8 @@ def _server_name(replica_rank: int) -> str:
 class HFReplica(RolloutReplica):
     async def launch_servers(self):
         if self.world_size != 1:
-            raise ValueError("the hf rollout runs one process per replica: set rollout tensor/data/pipeline parallel sizes to 1")
+            raise ValueError("the hf rollout runs one process per replica: "
+                             "set rollout tensor/data/pipeline parallel sizes to 1")
         server = (
             ray.remote(HFRolloutServer)
             .options(name=_server_name(self.replica_rank), num_cpus=0, max_concurrency=self.max_concurrency)
