@@ -11,7 +11,7 @@ in a common shape that is mapped to it:
   `answer`, the last `\\boxed{...}` of the solution is the ground truth;
 - `question` + `answer` with a `#### <answer>` line (GSM8K style): the text before `####`, without its
   calculator annotations (`<<3*2=6>>`), is the demonstration, the text after it the ground truth.
-Every demonstration is put into the layout the trainer trains (relift.data.normalise_demonstration: one
+Every demonstration is put into the layout the trainer trains (relift.layout.normalise_demonstration: one
 `<think>` ... `</think>` block, then an answer with a final `\\boxed{}`; one already in it is kept as it
 is) and graded by relift's reward against the row's ground truth; the summary counts those that fail, and
 `--failing-demos` keeps them (the default, with a warning), drops them or keeps their rows for RL only.
@@ -38,23 +38,22 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import pandas as pd
 
+from relift.config import trainer_yaml
 from relift.data import (
     DataFileError,
     DataRowError,
     as_list,
     grade_demonstration,
     is_missing,
-    layout_problem,
-    normalise_demonstration,
     read_table,
     row_problem,
     write_parquet_atomic,
     write_text_atomic,
 )
 from relift.grader import default_processes
-from relift.reward import last_boxed
+from relift.layout import last_boxed, layout_problem, normalise_demonstration
 from relift.sft import demonstration_text
-from relift.teacher import TeacherUnavailable, config_from, trainer_yaml
+from relift.teacher import TeacherUnavailable, config_from
 
 HF_DATASET = "Elliott/Openr1-Math-46k-8192"
 # The trainer's defaults: the teacher's and the length bounds below come from here, not from this file.
@@ -197,9 +196,9 @@ def prepare(args) -> dict:
                 continue
             seen.add(key)
             if tokenizer is not None:
-                prompt_ids = tokenizer.apply_chat_template(as_list(row["prompt"]), add_generation_prompt=True,
-                                                           tokenize=False)
-                if len(tokenizer.encode(prompt_ids, add_special_tokens=False)) > args.max_prompt_length:
+                rendered_prompt = tokenizer.apply_chat_template(as_list(row["prompt"]), add_generation_prompt=True,
+                                                                tokenize=False)
+                if len(tokenizer.encode(rendered_prompt, add_special_tokens=False)) > args.max_prompt_length:
                     counts["dropped: prompt longer than --max-prompt-length"] += 1
                     continue
                 text = demonstration_text(as_list(row.get("target"))) or ""

@@ -13,8 +13,7 @@ A demonstration is trained in the layout of a response (the prompt opens the thi
 
     <think>\n{reasoning}\n</think>\n\n{answer with a final \\boxed{...}}
 
-`normalise_demonstration` puts a text into it (the one place that does: dataset/prepare_train.py and the
-teacher use it), `layout_problem` checks it, `check_demonstrations` measures a file against it and
+`relift.layout` puts a text into it and checks it; `check_demonstrations` measures a file against it and
 relift's reward before training.
 
 Every error names the file, the row and the field. Pure Python + pandas/pyarrow: no veRL, no Ray.
@@ -31,11 +30,11 @@ import numpy as np
 import pandas as pd
 
 from relift.grader import default_processes
-from relift.reward import THINK_CLOSE, grade, last_boxed
+from relift.layout import layout_problem
+from relift.reward import grade
 
 REQUIRED_COLUMNS = ("data_source", "prompt", "ability", "reward_model")
 ROLES = {"system", "user", "assistant"}
-THINK_OPEN = "<think>"
 # Demonstrations graded per training file before Ray starts: 3.5 ms each on 2 cores (README.md, "Train on GPUs").
 DEMONSTRATION_SAMPLE = 256
 
@@ -186,60 +185,6 @@ def _records(frame: pd.DataFrame) -> Iterable[dict]:
     columns = list(frame.columns)
     for values in frame.itertuples(index=False, name=None):
         yield dict(zip(columns, values, strict=True))
-
-
-def _untagged(text: str) -> str:
-    return text.replace(THINK_OPEN, "").replace(THINK_CLOSE, "").strip()
-
-
-def _squeezed(text: str) -> str:
-    return " ".join(text.split())
-
-
-def normalise_demonstration(content: str | None, reasoning: str | None = None,
-                            final_answer: str | None = None) -> str | None:
-    """`content` (and a chat server's separate `reasoning`) in the training layout, with exactly one think
-    block whatever holds the tags. The reasoning is `reasoning` and the part of `content` before its last
-    `</think>` (a part that repeats the other is kept once); the answer is what follows that `</think>`;
-    every other think tag is dropped. Without `</think>` and without `reasoning`, all of `content` is
-    reasoning. An answer without `\\boxed{}` gets "The final answer is $\\boxed{X}$.", X being `final_answer`
-    (the source's own mark of its final answer, e.g. GSM8K's `#### 6`) or else the reasoning's last boxed
-    answer. Returns None when there is no answer to box."""
-    content = content or ""
-    cut = content.rfind(THINK_CLOSE)
-    if cut >= 0:
-        parts, answer = [reasoning or "", content[:cut]], content[cut + len(THINK_CLOSE) :]
-    elif reasoning and reasoning.strip():
-        parts, answer = [reasoning], content
-    else:
-        parts, answer = [content], ""
-    thought = ""
-    for part in map(_untagged, parts):
-        if _squeezed(part) in _squeezed(thought):
-            continue  # empty, or the reasoning a server sent in both places
-        thought = part if _squeezed(thought) in _squeezed(part) else f"{thought}\n\n{part}"
-    answer = _untagged(answer)
-    if last_boxed(answer) is None:
-        boxed = final_answer or last_boxed(thought)
-        if boxed is None:
-            return None
-        answer = (answer + "\n\n" if answer else "") + f"The final answer is $\\boxed{{{boxed}}}$."
-    return f"{THINK_OPEN}\n{thought}\n{THINK_CLOSE}\n\n{answer}"
-
-
-def layout_problem(text: str) -> str | None:
-    """Why a demonstration is not in the training layout, or None: exactly one `</think>`, no `<think>` but
-    one at its start (the prompt may open the block instead), and a `\\boxed{}` answer after `</think>`."""
-    closes = text.count(THINK_CLOSE)
-    if not closes:
-        return "no `</think>`: the think block that the prompt opens is never closed (relift's reward scores 0)"
-    if closes > 1:
-        return f"{closes} `</think>`: more than one think block"
-    if text.count(THINK_OPEN) > text.lstrip().startswith(THINK_OPEN):
-        return "a `<think>` after the demonstration's start: more than one think block"
-    if last_boxed(text.split(THINK_CLOSE, 1)[1]) is None:
-        return "no `\\boxed{}` answer after `</think>`"
-    return None
 
 
 @dataclass

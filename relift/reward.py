@@ -50,10 +50,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from relift.config import trainer_yaml
 from relift.grader import GraderFailed, GraderPool
+from relift.layout import BOXED, THINK_CLOSE, boxed_span
 
-THINK_CLOSE = "</think>"
-DEFAULT_TIMEOUT_S = 10.0
+# reward.custom_reward_function.reward_kwargs.timeout_s of relift_trainer.yaml, for callers outside the trainer.
+DEFAULT_TIMEOUT_S = trainer_yaml().reward.custom_reward_function.reward_kwargs.timeout_s
 DEFAULT_BUDGET_S = 1.0
 
 # The bundled benchmarks' longest ground truth is 210 characters.
@@ -157,33 +159,13 @@ def extract_choice(answer_text: str, numeric: bool = False) -> str | None:
     return None
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` in text, braces balanced; None if there is none or it does not close."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    opening = start + len("\\boxed")
-    depth = 0
-    for end in range(opening, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[end], 0)
-        if depth == 0:
-            return text[opening + 1 : end]
-    return None
-
-
 def graded_slice(answer_text: str) -> str | None:
     """What math-verify sees: the last `\\boxed{...}` with its braces, else the last ANSWER_CHARS characters.
     None when the last boxed answer does not close within ANSWER_CHARS characters."""
-    start = answer_text.rfind("\\boxed{")
-    if start < 0:
+    if BOXED not in answer_text:
         return answer_text[-ANSWER_CHARS:]
-    opening = start + len("\\boxed")
-    depth = 0
-    for end in range(opening, min(len(answer_text), opening + ANSWER_CHARS + 2)):
-        depth += {"{": 1, "}": -1}.get(answer_text[end], 0)
-        if depth == 0:
-            return answer_text[start : end + 1]
-    return None
+    span = boxed_span(answer_text, limit=ANSWER_CHARS)
+    return None if span is None else answer_text[span[0] : span[1] + 1]
 
 
 def rejection(answer: str) -> str | None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-THINK_OPEN = "<think>\n"
+from relift.padding import pad
 
 
 def demonstration_text(target) -> str | None:
@@ -37,16 +37,6 @@ def demonstration_text(target) -> str | None:
         if message.get("role") == "assistant" and message.get("content"):
             return message["content"]
     return None
-
-
-def strip_think_prefix(rendered_prompt: str, demonstration: str) -> str:
-    """Drop the demonstration's leading `<think>` tag and the whitespace around it when the rendered prompt
-    already opened the think block (it ends with `<think>\\n`), whatever follows the tag: one think block."""
-    tag = THINK_OPEN.strip()
-    body = demonstration.lstrip()
-    if rendered_prompt.endswith(THINK_OPEN) and body.startswith(tag):
-        return body[len(tag) :].lstrip()
-    return demonstration
 
 
 @dataclass
@@ -83,18 +73,8 @@ def build_sft_batch(
         else:
             responses.append(list(ids) + [eos_token_id])
 
-    batch_size = len(prompt_ids)
-    prompt_len = max(len(p) for p in prompt_ids)
-    response_len = max(len(r) for r in responses)
-    prompts = torch.full((batch_size, prompt_len), pad_token_id, dtype=torch.long)
-    prompt_mask = torch.zeros((batch_size, prompt_len), dtype=torch.long)
-    response = torch.full((batch_size, response_len), pad_token_id, dtype=torch.long)
-    response_mask = torch.zeros((batch_size, response_len), dtype=torch.long)
-    for i, (p, r) in enumerate(zip(prompt_ids, responses, strict=True)):
-        prompts[i, prompt_len - len(p) :] = torch.tensor(p, dtype=torch.long)
-        prompt_mask[i, prompt_len - len(p) :] = 1
-        response[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        response_mask[i, : len(r)] = 1
+    prompts, prompt_mask = pad(prompt_ids, pad_token_id, side="left")
+    response, response_mask = pad(responses, pad_token_id, side="right")
 
     attention_mask = torch.cat([prompt_mask, response_mask], dim=1)
     position_ids = (torch.cumsum(attention_mask, dim=1) - 1).clamp(min=0) * attention_mask

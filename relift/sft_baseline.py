@@ -125,7 +125,8 @@ def epoch_resuming_trainer(config):
 
 def rendered_pairs(frame, tokenizer):
     """(prompt rendered with the generation prompt, demonstration as relift's supervised update trains it)."""
-    from relift.sft import demonstration_text, strip_think_prefix
+    from relift.layout import strip_think_prefix
+    from relift.sft import demonstration_text
 
     for prompt, target in zip(frame["prompt"], frame["target"], strict=True):
         prompt = [{"role": m["role"], "content": m["content"]} for m in prompt]
@@ -149,11 +150,11 @@ def write_messages(pairs, out: str) -> None:
     import pandas as pd
 
     from relift.data import write_parquet_atomic
-    from relift.sft import THINK_OPEN
+    from relift.layout import OPENED_THINK
 
     messages = []
     for prompt, rendered, demonstration in pairs:
-        opened = THINK_OPEN if rendered.endswith(THINK_OPEN) else ""
+        opened = OPENED_THINK if rendered.endswith(OPENED_THINK) else ""
         messages.append(prompt + [{"role": "assistant", "content": opened + demonstration}])
     write_parquet_atomic(pd.DataFrame({"messages": messages}), out)
 

@@ -1,12 +1,12 @@
 """Demonstrations from a teacher model behind any OpenAI-compatible chat endpoint, verified before use.
 
-    teacher = Teacher(config_from(trainer_yaml().relift.teacher, base_url="http://127.0.0.1:8000/v1",
+    teacher = Teacher(config_from(relift.config.trainer_yaml().relift.teacher, base_url="http://127.0.0.1:8000/v1",
                                   model="Qwen/QwQ-32B", cache="teacher_cache.jsonl"), count_tokens=len_in_tokens)
     answer = teacher.ask(messages, ground_truth, data_source)          # blocking
     future = teacher.submit(messages, ground_truth, data_source)       # background, at most `concurrency`
 
 A question the policy never solves and that has no worked solution gets one from the teacher: up to
-`attempts` replies, each normalised to the training layout (relift.data.normalise_demonstration: one think
+`attempts` replies, each normalised to the training layout (relift.layout.normalise_demonstration: one think
 block, then an answer with a final `\\boxed{}`, wherever the server put the reasoning) and graded by
 relift's own reward against the row's ground truth. Only a reply that the server did not cut at
 `max_tokens` (sent as `max_tokens_param`), that grades correct and that fits `max_target_len` tokens with
@@ -43,7 +43,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from relift.data import normalise_demonstration
+from relift.layout import normalise_demonstration
 from relift.reward import grade
 
 # Cached outcomes: the teacher answered. Not cached: "failed" (no answer: network, budget).
@@ -112,7 +112,7 @@ class Answer:
     error: str | None = None
 
 
-def question_key(model: str, messages: list[dict]) -> str:
+def cache_key(model: str, messages: list[dict]) -> str:
     question = [{"role": m["role"], "content": m["content"]} for m in messages]
     return hashlib.sha256(json.dumps([model, question], sort_keys=True).encode()).hexdigest()
 
@@ -253,7 +253,7 @@ class Teacher:
         """Raises TeacherUnavailable when the server refused a request of this teacher's for good."""
         if self.refusal is not None:
             raise TeacherUnavailable(str(self.refusal))
-        key = question_key(self.config.model, messages)
+        key = cache_key(self.config.model, messages)
         record = self.cache.get(key)
         if record is not None:
             return Answer(record["status"], record.get("demonstration"), cached=True)
@@ -350,16 +350,8 @@ def summary_counts(answers: list[Answer]) -> dict:
     return counts
 
 
-def trainer_yaml():
-    """relift/config/relift_trainer.yaml as written (an OmegaConf DictConfig, not composed with veRL's keys):
-    the one source of the teacher's defaults, for a Teacher built outside the trainer (dataset/prepare_train.py)."""
-    from omegaconf import OmegaConf
-
-    return OmegaConf.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "config", "relift_trainer.yaml"))
-
-
 def config_from(section, **overrides) -> TeacherConfig:
-    """TeacherConfig from a relift.teacher mapping (a composed config's, or `trainer_yaml().relift.teacher`),
+    """TeacherConfig from a relift.teacher mapping (a composed config's, or relift.config.trainer_yaml()'s),
     `enable` left out, `overrides` on top. Raises TypeError for an unknown key."""
     values = {k: v for k, v in dict(section).items() if k != "enable"}
     return TeacherConfig(**{**values, **overrides})

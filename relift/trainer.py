@@ -49,13 +49,15 @@ from relift.checkpoints import STATE_FILE, latest_step, resume_folder, resume_st
 from relift.checks import config_problems, replay_granularity, replayed_per_update
 from relift.data import write_text_atomic
 from relift.hardest import group_outcomes
+from relift.layout import strip_think_prefix
 from relift.reward import grading_health
-from relift.sft import build_sft_batch, demonstration_text, strip_think_prefix
+from relift.sft import build_sft_batch, demonstration_text
 from relift.state import RunState
 from relift.teacher import Teacher, TeacherQueue, TeacherUnavailable, config_from
 
 
-def _question_id(prompt_ids: list[int]) -> str:
+def prompt_hash(prompt_ids: list[int]) -> str:
+    """A question's id in the buffer and the replay pools: the hash of its prompt tokens as the rollout saw them."""
     return hashlib.sha1(np.asarray(prompt_ids, dtype=np.int64).tobytes()).hexdigest()
 
 
@@ -167,7 +169,7 @@ class ReLIFTTrainer(RayPPOTrainer):
         for row in outcome.hardest_rows:
             demonstration = demonstration_text(non_tensor["target"][row]) if "target" in non_tensor else None
             prompt_ids = self._prompt_ids(batch, row)
-            question_id = _question_id(prompt_ids)
+            question_id = prompt_hash(prompt_ids)
             if demonstration is None:
                 without_demo += 1
                 if self.teacher is not None:
@@ -242,7 +244,7 @@ class ReLIFTTrainer(RayPPOTrainer):
         response = batch.batch["responses"][row][batch.batch["response_mask"][row].bool()].tolist()
         if response and response[-1] == self.tokenizer.eos_token_id and len(response) <= self.relift.max_target_len:
             prompt_ids = self._prompt_ids(batch, row)
-            self.state.replay.push(CorrectResponse(_question_id(prompt_ids), prompt_ids, response[:-1]))
+            self.state.replay.push(CorrectResponse(prompt_hash(prompt_ids), prompt_ids, response[:-1]))
 
     @staticmethod
     def _prompt_ids(batch: DataProto, row: int) -> list[int]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+from collections.abc import Callable
 from contextlib import contextmanager
 from functools import partial
 
@@ -90,6 +91,17 @@ def _swapped(obj, **attributes):
             setattr(obj, name, value)
 
 
+@dataclasses.dataclass
+class SupervisedUpdate:
+    """What a supervised update swaps into veRL's engine and actor for its duration."""
+
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler
+    optimizer_config: object
+    loss_fn: Callable
+    offload: bool
+
+
 class ReLIFTActorRolloutRefWorker(ActorRolloutRefWorker):
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
     def init_model(self):
@@ -97,7 +109,6 @@ class ReLIFTActorRolloutRefWorker(ActorRolloutRefWorker):
             # Ray gives each worker OMP_NUM_THREADS=1; rollout, log-prob and update phases alternate,
             # so the training process may use every core while it computes.
             torch.set_num_threads(os.cpu_count() or 1)
-        if get_device_name() == "cpu":
             cpu.init_gloo(rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
         super().init_model()
         self._sft = None
@@ -124,40 +135,35 @@ class ReLIFTActorRolloutRefWorker(ActorRolloutRefWorker):
         is on the device only during a supervised update (relift.offload). Each update brings its lr."""
         engine = self.actor.engine
         optimizer = torch.optim.AdamW(engine.module.parameters(), betas=tuple(betas), weight_decay=weight_decay)
-        self._sft = {
-            "optimizer": optimizer,
+        self._sft = SupervisedUpdate(
+            optimizer=optimizer,
             # Keeps the lr set before each update: veRL's loop steps the engine's scheduler after it.
-            "lr_scheduler": torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0),
-            "optimizer_config": dataclasses.replace(engine.optimizer_config, clip_grad=grad_clip),
-            "loss_fn": partial(sft_loss_fn, entropy_coeff=entropy_coeff, weighting=token_weighting,
-                               trust_region_alpha=trust_region_alpha),
-            "offload": offload,
-        }
+            lr_scheduler=torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0),
+            optimizer_config=dataclasses.replace(engine.optimizer_config, clip_grad=grad_clip),
+            loss_fn=partial(sft_loss_fn, entropy_coeff=entropy_coeff, weighting=token_weighting,
+                            trust_region_alpha=trust_region_alpha),
+            offload=offload,
+        )
 
     @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
     def sft_update(self, data):
         """One supervised optimizer step on `data` (veRL's no-padding layout, with the non-tensor `lr`)."""
         assert self._sft is not None, "call init_sft before sft_update"
-        engine = self.actor.engine
-        optimizer = self._sft["optimizer"]
-        for group in optimizer.param_groups:
+        engine, sft = self.actor.engine, self._sft
+        for group in sft.optimizer.param_groups:
             group["lr"] = tu.pop(data, key="lr")
-        if self._sft["offload"]:
-            move_optimizer_state(optimizer, get_device_id())
+        if sft.offload:
+            move_optimizer_state(sft.optimizer, get_device_id())
         metrics = {}
         with (
-            _swapped(
-                engine,
-                optimizer=self._sft["optimizer"],
-                lr_scheduler=self._sft["lr_scheduler"],
-                optimizer_config=self._sft["optimizer_config"],
-            ),
-            _swapped(self.actor, loss_fn=self._sft["loss_fn"]),
+            _swapped(engine, optimizer=sft.optimizer, lr_scheduler=sft.lr_scheduler,
+                     optimizer_config=sft.optimizer_config),
+            _swapped(self.actor, loss_fn=sft.loss_fn),
             _update_size(engine.module, metrics, "update_size", self._log_update_size),
         ):
             output = self.actor.train_mini_batch(data=data)
-        if self._sft["offload"]:
-            move_optimizer_state(optimizer, "cpu")
+        if sft.offload:
+            move_optimizer_state(sft.optimizer, "cpu")
         if output is not None:
             tu.get(output, "metrics").update(metrics)
         return output.cpu() if output is not None else None
@@ -182,7 +188,7 @@ class ReLIFTActorRolloutRefWorker(ActorRolloutRefWorker):
         if self._sft is not None:
             os.makedirs(local_path, exist_ok=True)
             path = os.path.join(local_path, SFT_OPTIMIZER_FILE.format(rank=torch.distributed.get_rank()))
-            torch.save(self._sft["optimizer"].state_dict(), path + ".tmp")
+            torch.save(self._sft.optimizer.state_dict(), path + ".tmp")
             os.replace(path + ".tmp", path)
 
     @register(dispatch_mode=Dispatch.ONE_TO_ALL)
@@ -193,6 +199,6 @@ class ReLIFTActorRolloutRefWorker(ActorRolloutRefWorker):
         super().load_checkpoint(local_path, hdfs_path, del_local_after_load)
         if state is not None:
             # load_state_dict puts the state on the parameters' device.
-            self._sft["optimizer"].load_state_dict(state)
-            if self._sft["offload"]:
-                move_optimizer_state(self._sft["optimizer"], "cpu")
+            self._sft.optimizer.load_state_dict(state)
+            if self._sft.offload:
+                move_optimizer_state(self._sft.optimizer, "cpu")

@@ -15,7 +15,7 @@ from relift.data import (
     validate_frame,
     write_parquet_atomic,
 )
-from relift.sft import strip_think_prefix
+from relift.layout import strip_think_prefix
 
 
 def good_row(i: int = 0) -> dict:

@@ -13,6 +13,9 @@ from relift.eval.items import DEFAULT_DATA
 from relift.eval.metrics import pass_at_k
 from relift.reward import grade
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUNDLED = [os.path.join(REPO, path) for path in DEFAULT_DATA]
+
 BENCHMARKS = {"aime", "aime25", "amc", "math", "minerva", "olympiad_bench", "gpqa", "arc_c"}
 
 
@@ -52,7 +55,8 @@ def test_pass_at_k():
 
 
 def test_tiny_model_on_every_bundled_benchmark(tiny, tmp_path):
-    result = run_eval("run", tiny["warm_model"], "--name", "tiny", "--out", tmp_path, "--max-rows-per-benchmark", 2,
+    result = run_eval("run", tiny["warm_model"], "--name", "tiny", "--out", tmp_path, "--data", *BUNDLED,
+                      "--max-rows-per-benchmark", 2,
                       "--max-new-tokens", 12, "--n", 2, "--batch-size", 16, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| **avg in-distribution** |" in result.stdout
@@ -71,7 +75,7 @@ def test_tiny_model_on_every_bundled_benchmark(tiny, tmp_path):
 
 
 def test_interrupted_run_resumes_without_redoing_or_losing_samples(tiny, tmp_path):
-    args = ["run", tiny["warm_model"], "--name", "tiny", "--out", tmp_path, "--data", DEFAULT_DATA[0],
+    args = ["run", tiny["warm_model"], "--name", "tiny", "--out", tmp_path, "--data", BUNDLED[0],
             "--max-rows-per-benchmark", 8, "--max-new-tokens", 24, "--batch-size", 1]
     samples_path = tmp_path / "tiny" / "samples.jsonl"
     process = subprocess.Popen([sys.executable, "-m", "relift.eval", *map(str, args)],

@@ -182,7 +182,7 @@ def test_failing_demonstrations_are_counted_and_kept_dropped_or_left_to_rl(tmp_p
 
 def test_argparse_defaults_are_the_trainers(tmp_path):
     """One source of defaults: the teacher's flags, --max-prompt-length and --max-target-len read the YAML."""
-    from relift.teacher import trainer_yaml
+    from relift.config import trainer_yaml
 
     spec = importlib.util.spec_from_file_location("prepare_train", SCRIPT)
     module = importlib.util.module_from_spec(spec)

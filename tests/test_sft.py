@@ -1,12 +1,12 @@
 import pytest
 import torch
 
+from relift.layout import strip_think_prefix
 from relift.sft import (
     TOKEN_WEIGHTINGS,
     build_sft_batch,
     demonstration_text,
     sft_loss,
-    strip_think_prefix,
     token_weights,
 )
 

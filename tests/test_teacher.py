@@ -14,8 +14,9 @@ import time
 import pandas as pd
 import pytest
 
-from relift.data import layout_problem, normalise_demonstration
-from relift.teacher import Teacher, TeacherConfig, TeacherUnavailable, config_from, preflight, trainer_yaml
+from relift.config import trainer_yaml
+from relift.layout import layout_problem, normalise_demonstration
+from relift.teacher import Teacher, TeacherConfig, TeacherUnavailable, config_from, preflight
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "sk-relift-test-0123456789abcdef"

@@ -14,6 +14,7 @@ from relift.eval.generate import make_generator, render
 from relift.eval.items import DEFAULT_DATA, load_items
 from relift.eval.metrics import markdown_table, summarize
 from relift.eval.samples import SampleLog, write_outputs
+from relift.reward import DEFAULT_TIMEOUT_S
 
 
 def evaluate(model_path: str, name: str, args) -> dict:
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--batch-size", type=int, default=64)
     run.add_argument("--max-rows-per-benchmark", type=int, help="first K rows of each benchmark (smoke tests)")
     run.add_argument("--grader-threads", type=int, default=4)
-    run.add_argument("--grade-timeout-s", type=float, default=10.0)
+    run.add_argument("--grade-timeout-s", type=float, default=DEFAULT_TIMEOUT_S,
+                     help="seconds one answer may take to grade (relift_trainer.yaml's reward timeout)")
     run.add_argument("--seed", type=int, default=0)
     cmp = commands.add_parser("compare", help="put several results/<model> folders side by side")
     cmp.add_argument("results", nargs="+")
@@ -100,6 +102,10 @@ def main(argv: list[str] | None = None) -> None:
     names = args.name or [os.path.basename(os.path.normpath(m)) for m in args.models]
     if len(names) != len(args.models):
         parser.error(f"{len(args.models)} models but {len(names)} names")
+    missing = [path for path in args.data if not os.path.exists(path)]
+    if missing:  # before any model is loaded
+        parser.error(f"--data {missing[0]}: file not found (the bundled benchmarks are under the repository's "
+                     "dataset/: run from its root, or name the files with --data)")
     started = time.time()
     for model, name in zip(args.models, names, strict=True):
         evaluate(model, name, args)

@@ -6,8 +6,9 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_DATA = [os.path.join(REPO, "dataset", name)
+# The bundled benchmarks, relative to the repository's root, where eval_scripts/inference.sh runs (the package
+# may be installed elsewhere): --data names other files.
+DEFAULT_DATA = [os.path.join("dataset", name)
                 for name in ("math_eval.avg32.parquet", "gpqa_diamond.parquet", "arc_c.parquet")]
 
 

@@ -87,7 +87,8 @@ def build_model(vocab_size: int, eos_token_id: int, pad_token_id: int, hidden: i
 
 def warm_start(model, tokenizer, frame: pd.DataFrame, steps: int, lr: float, seed: int, batch_size: int) -> float:
     """Supervised steps on (prompt, demonstration) pairs; returns the last batch's mean NLL."""
-    from relift.sft import build_sft_batch, demonstration_text, strip_think_prefix
+    from relift.layout import strip_think_prefix
+    from relift.sft import build_sft_batch, demonstration_text
 
     pairs = []
     for prompt, target in zip(frame["prompt"], frame["target"], strict=True):

@@ -32,6 +32,8 @@ from verl.workers.rollout import base as rollout_base
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, RolloutReplicaRegistry, TokenOutput
 
+from relift.padding import pad
+
 logger = logging.getLogger(__name__)
 
 BATCH_WINDOW_S = 0.02
@@ -154,12 +156,7 @@ class HFRolloutServer:
     def _decode(self, requests: list[_Request], temperature: float, top_p: float, top_k: int):
         """Decode a batch. Returns per request (token ids, log-probs at `temperature`)."""
         batch_size = len(requests)
-        prompt_len = max(len(r.prompt_ids) for r in requests)
-        input_ids = torch.full((batch_size, prompt_len), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((batch_size, prompt_len), dtype=torch.long)
-        for i, r in enumerate(requests):
-            input_ids[i, prompt_len - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
-            attention_mask[i, prompt_len - len(r.prompt_ids) :] = 1
+        input_ids, attention_mask = pad([r.prompt_ids for r in requests], self.pad_token_id, side="left")
         max_new = max(r.max_tokens for r in requests)
         tokens: list[list[int]] = [[] for _ in requests]
         log_probs: list[list[float]] = [[] for _ in requests]
