@@ -7,8 +7,7 @@ import sys
 
 import pandas as pd
 import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO
 
 
 @pytest.fixture(autouse=True)
@@ -58,17 +57,3 @@ def tiny(tmp_path_factory):
     )
     return {"data": data, "model": model, "warm_model": warm_model, "train": train,
             "val": os.path.join(data, "val.parquet")}
-
-
-def cpu_overrides(tiny, out_dir, steps: int) -> list[str]:
-    return [
-        "device=cpu",
-        f"actor_rollout_ref.model.path={tiny['model']}",
-        f"data.train_files={tiny['train']}",
-        f"data.val_files={tiny['val']}",
-        f"trainer.total_training_steps={steps}",
-        "trainer.logger=[file]",
-        f"trainer.default_local_dir={out_dir}/checkpoints",
-        "data.max_response_length=24",
-    ]
-

@@ -22,7 +22,7 @@ from relift.checkpoints import (
     parameter_count,
     resume_folder,
 )
-from relift.digit_tasks import build
+from relift.toy.digit_tasks import build
 
 
 def composed(*overrides: str):

@@ -19,7 +19,7 @@ import numpy as np
 import psutil
 import pytest
 import torch
-from conftest import cpu_overrides
+from helpers import cpu_overrides, run_main
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -27,16 +27,6 @@ from relift.best import validation_score
 from relift.toy.runs import read_metrics
 
 pytestmark = pytest.mark.e2e
-
-
-def run_main(overrides: list[str], metrics_path: str, log_path: str) -> str:
-    env = {**os.environ, "VERL_FILE_LOGGER_PATH": metrics_path}
-    with open(log_path, "w") as log:
-        result = subprocess.run([sys.executable, "-m", "relift.main", *overrides], stdout=log, stderr=subprocess.STDOUT,
-                                env=env, timeout=900)
-    text = open(log_path).read()
-    assert result.returncode == 0, text[-4000:]
-    return text
 
 
 def weights(path: str) -> dict[str, torch.Tensor]:

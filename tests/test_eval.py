@@ -8,12 +8,12 @@ import sys
 import time
 
 import pytest
+from helpers import REPO
 
 from relift.eval.items import DEFAULT_DATA
 from relift.eval.metrics import pass_at_k
 from relift.reward import grade
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLED = [os.path.join(REPO, path) for path in DEFAULT_DATA]
 
 BENCHMARKS = {"aime", "aime25", "amc", "math", "minerva", "olympiad_bench", "gpqa", "arc_c"}

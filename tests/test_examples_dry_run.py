@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers import REPO
 
 from relift.toy.digit_tasks import build
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = sorted(
     path for path in glob.glob(os.path.join(REPO, "examples", "*.sh"))
     if not os.path.basename(path).startswith(("ray_", "run_relift", "gpu_smoke"))

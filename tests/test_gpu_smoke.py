@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO
+from helpers import REPO
 
 SCRIPT = os.path.join(REPO, "examples", "gpu_smoke.sh")
 

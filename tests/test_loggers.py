@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from relift.digit_tasks import build
+from relift.toy.digit_tasks import build
 from relift.loggers import logger_problems
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,7 +74,7 @@ def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("loggers")
     paths = build(str(root / "data"), train_rows=64, val_per_type=2, warm_start_rows=1, seed=0)
     model = str(root / "model")
-    subprocess.run([sys.executable, "-m", "relift.tiny_model", "--data", paths["train"], "--out", model,
+    subprocess.run([sys.executable, "-m", "relift.toy.tiny_model", "--data", paths["train"], "--out", model,
                     "--hidden", "32"], check=True, capture_output=True)
     return [f"actor_rollout_ref.model.path={model}", f"data.train_files={paths['train']}",
             f"data.val_files={paths['val']}", "trainer.total_training_steps=2"]

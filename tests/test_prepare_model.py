@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 # Qwen2.5's chat template in short: its generation prompt is the Jinja literal '<|im_start|>assistant\n'.
 QWEN_TEMPLATE = (

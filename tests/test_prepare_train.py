@@ -9,10 +9,10 @@ import sys
 
 import pandas as pd
 import pytest
+from helpers import REPO
 
 from relift.data import validate_file
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "dataset", "prepare_train.py")
 
 

@@ -13,13 +13,11 @@ import time
 
 import pandas as pd
 import pytest
+from helpers import REPO, SECRET, Server
 
 from relift.config import trainer_yaml
 from relift.layout import layout_problem, normalise_demonstration
 from relift.teacher import Teacher, TeacherConfig, TeacherUnavailable, config_from, preflight
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECRET = "sk-relift-test-0123456789abcdef"
 
 
 def solution(a: int, b: int) -> str:
@@ -32,33 +30,6 @@ def question(a: int, b: int) -> str:
 
 def messages(a: int, b: int) -> list[dict]:
     return [{"role": "system", "content": "Think, then box the answer."}, {"role": "user", "content": question(a, b)}]
-
-
-class Server:
-    def __init__(self, tmp_path, answers: dict, actions: dict | None = None, mode: str = "script", model: str = "",
-                 flags: tuple[str, ...] = ()):
-        self.log = str(tmp_path / f"server-{time.time_ns()}.jsonl")
-        files = []
-        for name, content in (("answers", answers), ("actions", actions or {})):
-            path = tmp_path / f"{name}-{time.time_ns()}.json"
-            path.write_text(json.dumps(content))
-            files += [f"--{name}", str(path)]
-        command = [sys.executable, os.path.join(REPO, "tests", "chat_server.py"), "--mode", mode, "--log", self.log]
-        command += (files if mode == "script" else ["--model", model]) + list(flags)
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        line = self.process.stdout.readline()
-        assert line.startswith("port "), line
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}/v1"
-
-    def requests(self) -> list[dict]:
-        if not os.path.exists(self.log):
-            return []
-        with open(self.log) as f:
-            return [json.loads(line) for line in f]
-
-    def stop(self):
-        self.process.kill()
-        self.process.wait()
 
 
 @pytest.fixture

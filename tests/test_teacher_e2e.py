@@ -9,9 +9,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import cpu_overrides
-from test_e2e_cpu import run_main
-from test_teacher import SECRET, Server
+from helpers import SECRET, Server, cpu_overrides, run_main
 
 from relift.toy.runs import read_metrics
 

@@ -13,7 +13,7 @@ import time
 
 import psutil
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from relift.toy.runs import read_metrics
 
