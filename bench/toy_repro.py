@@ -41,8 +41,11 @@ from relift.toy.digit_tasks import DATA_SOURCE, TYPES
 from relift.toy.runs import VAL_PER_TYPE, build_inputs, held_out, read_metrics, toy_config, train, with_overall
 
 ARMS = ("grpo", "sft", "sft_rl", "relift_paper", "relift")
-RL_ARMS = {"grpo": ["relift.enable=false"], "relift_paper": ["interleave=paper"], "relift": []}
+# relift_paper: the paper's interleaving with the toy's M before the stabilizers (8, bench/README.md's sweep).
+RL_ARMS = {"grpo": ["relift.enable=false"], "relift": [],
+           "relift_paper": ["interleave=paper", "relift.sft_trigger_size=8", "relift.sft_micro_batch_size_per_gpu=8"]}
 SFT_RL_SPLIT = 0.5
+SFT_MICRO_BATCH = 8  # veRL's SFT trainer: demonstrations per forward pass (the gradient does not depend on it)
 KEPT, NEVER_SOLVED = "copy", ("inc", "dbl")
 TARGETS = (
     f"relift held-out {KEPT} >= 0.80 at every validation",
@@ -120,7 +123,7 @@ def run_sft(inputs: dict, work: str, steps: int, seed: int, name: str = "sft") -
         [sys.executable, "-m", "relift.sft_baseline", "--train", inputs["train"], "--model", inputs["model"],
          "--out", run_dir, "--steps", str(steps), "--batch-size", str(toy.data.train_batch_size),
          "--lr", str(toy.relift.optim.lr), "--save-freq", str(test_freq), "--device", "cpu",
-         f"data.micro_batch_size_per_gpu={toy.relift.sft_micro_batch_size_per_gpu}", f"trainer.seed={seed}"],
+         f"data.micro_batch_size_per_gpu={SFT_MICRO_BATCH}", f"trainer.seed={seed}"],
         check=True, stdout=subprocess.DEVNULL,
     )
     train_s = time.time() - start

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # ReLIFT on Qwen2.5-Math-7B (16k-context "-think" variant), one node of 8 GPUs. (The paper's
 # supervised micro-batch of 4 has no counterpart: with dynamic batch sizes micro-batches are cut by tokens.)
+# The paper's interleaving (INTERLEAVE=paper); INTERLEAVE= (empty) trains with relift's stabilizers instead.
 MODEL=${MODEL:-$MODEL_ROOT/Qwen2.5-Math-7B-16k-think} EXP=${EXP:-math_7b_relift} \
-    exec bash "$(dirname "$0")/run_relift.sh" "$@"
+    INTERLEAVE=${INTERLEAVE-paper} exec bash "$(dirname "$0")/run_relift.sh" "$@"

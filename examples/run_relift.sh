@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared body of every GPU example: ReLIFT (or, with RELIFT=false, the RL-only baseline) with the
-# paper's settings from relift/config/relift_trainer.yaml, on NNODES x GPUS_PER_NODE GPUs.
+# settings of relift/config/relift_trainer.yaml (the paper's scripts', plus relift's stabilizers unless
+# INTERLEAVE=paper), on NNODES x GPUS_PER_NODE GPUs.
 #   MODEL=/path/to/Qwen2.5-Math-7B-16k-think EXP=math_7b_relift bash examples/run_relift.sh [overrides...]
 # Logs to the console and TensorBoard (no account needed); W&B: add trainer.logger='[console,wandb]'
 # with WANDB_API_KEY set (or after `wandb login`, or with WANDB_MODE=offline).
@@ -12,6 +13,8 @@ VAL_FILES=${VAL_FILES:-dataset/relift_valid.parquet}
 NNODES=${NNODES:-1}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 RELIFT=${RELIFT:-true}
+# interleave=paper: the paper's interleaving (relift/config/interleave/paper.yaml); empty: relift's stabilizers.
+INTERLEAVE=${INTERLEAVE-}
 cd "$(dirname "$0")/.."
 
 python3 -u -m relift.main \
@@ -22,4 +25,5 @@ python3 -u -m relift.main \
     trainer.nnodes="$NNODES" \
     trainer.n_gpus_per_node="$GPUS_PER_NODE" \
     trainer.experiment_name="$EXP" \
+    ${INTERLEAVE:+interleave="$INTERLEAVE"} \
     "$@"

@@ -27,7 +27,7 @@ def test_shipped_configurations_pass(overrides):
     [
         # Found by running it: trained normally until the first supervised update, then died in veRL's
         # prepare_micro_batches ("data size must be divisible by ... micro_batch_size_per_gpu").
-        (("device=cpu", "relift.sft_trigger_size=4"),
+        (("device=cpu", "interleave=paper", "relift.sft_trigger_size=4"),
          "relift.sft_micro_batch_size_per_gpu=8 must divide the supervised batch per GPU, "
          "relift.sft_trigger_size / data-parallel size = 4 / 1 = 4 (actor_rollout_ref.actor.use_dynamic_bsz=false): "
          "e.g. relift.sft_micro_batch_size_per_gpu=4"),
@@ -153,7 +153,8 @@ def test_each_size_rule_is_one_line_and_its_fix_works(overrides, expected, fix):
 
 def test_dry_run_refuses_the_issue_example_in_one_line():
     """`DRY_RUN=1 GPUS_PER_NODE=6 bash examples/qwen2.5-math-7b.sh ...` passed before, and veRL asserted at the
-    first actor update; the configuration check stops it before the data, the model or Ray are looked at."""
+    first actor update; the preflight refuses it before Ray, in one line among the others it finds (here the
+    data file and the model are missing too)."""
     env = {**os.environ, "DRY_RUN": "1", "GPUS_PER_NODE": "6", "MODEL": "/nonexistent/model",
            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "qwen2.5-math-7b.sh")
@@ -164,9 +165,12 @@ def test_dry_run_refuses_the_issue_example_in_one_line():
     assert result.returncode != 0, output[-3000:]
     refusal = [line for line in output.splitlines() if line.startswith("[relift] ") and "valid" not in line]
     assert refusal == [
+        "[relift] 3 problems, nothing started:",
         "[relift] actor_rollout_ref.actor.ppo_mini_batch_size=64 must divide data.train_batch_size=120, and its 64 x "
         "rollout.n 8 = 512 responses must split over the data-parallel size 6: "
-        "e.g. actor_rollout_ref.actor.ppo_mini_batch_size=60"
+        "e.g. actor_rollout_ref.actor.ppo_mini_batch_size=60",
+        "[relift] dataset/openr1.parquet: file not found",
+        "[relift] actor_rollout_ref.model.path=/nonexistent/model: no Hugging Face model there (no config.json)",
     ], output[-3000:]
     assert "Traceback" not in output
 
@@ -200,11 +204,11 @@ def test_main_refuses_a_cluster_address_without_an_auth_mode(tiny):
         (("relift.replay.share=0.5", "relift.replay.taught_share=0.5"),
          "relift.replay.share=0.5 and relift.replay.taught_share=0.5 must be >= 0 and leave room for new "
          "demonstrations"),
-        (("relift.replay.share=-0.1",), "relift.replay.share=-0.1 and relift.replay.taught_share=0.0 must be >= 0"),
+        (("relift.replay.share=-0.1",), "relift.replay.share=-0.1 and relift.replay.taught_share=0.25 must be >= 0"),
         # 8 x 0.05 / 0.95 rounds to no replayed response: the share would silently do nothing.
         (("device=cpu", "toy=digits", "relift.replay.taught_share=0.05"),
-         "relift.replay.taught_share=0.05 replays no response: its share of a batch of relift.sft_trigger_size=8 new "
-         "demonstrations is below 8"),
+         "relift.replay.taught_share=0.05 replays no response: its share of a batch of relift.sft_trigger_size=4 new "
+         "demonstrations is below 4"),
         (("relift.replay.share=0.5", "relift.replay.pool_size=0"), "relift.replay.pool_size=0 must be positive"),
         (("relift.sft_loss.weighting=kl",), "relift.sft_loss.weighting=kl is not one of nll, chord, trust_region"),
         (("relift.sft_loss.trust_region_alpha=0",), "relift.sft_loss.trust_region_alpha=0 must be in (0, 1]"),
@@ -219,11 +223,12 @@ def test_each_stabilizer_problem_is_one_line(overrides, expected):
 
 
 @pytest.mark.parametrize(("overrides", "replayed"), [
-    (("relift.replay.share=0.5",), (128, 0)),  # GPU: 128 demonstrations + 128 replayed, dynamic batch sizes
-    (("relift.replay.share=0.25",), (40, 0)),  # 128 / 3 = 42.7, down to a multiple of the 8 ranks
-    (("relift.replay.share=0.5", "relift.replay.taught_share=0.25"), (256, 128)),  # 128 new = a quarter
-    (("device=cpu", "toy=digits", "relift.replay.share=0.5"), (8, 0)),
-    (("device=cpu", "toy=digits", "relift.replay.share=0.6"), (8, 0)),  # 12, down to whole micro-batches of 8
+    ((), (256, 128)),  # the defaults: 128 new demonstrations are a quarter of the batch
+    (("relift.replay.share=0.5", "relift.replay.taught_share=0"), (128, 0)),  # dynamic batch sizes: any multiple of 8
+    (("relift.replay.share=0.25", "relift.replay.taught_share=0"), (40, 0)),  # 128 / 3 = 42.7, down to 8 ranks
+    (("device=cpu", "toy=digits"), (16, 12)),  # 4 new demonstrations, micro-batches of 4
+    (("device=cpu", "toy=digits", "relift.sft_micro_batch_size_per_gpu=8", "relift.sft_trigger_size=8",
+      "relift.replay.share=0.6", "relift.replay.taught_share=0"), (8, 0)),  # 12, down to micro-batches of 8
     (("interleave=paper",), (0, 0)),
 ])
 def test_replayed_responses_split_over_ranks_and_micro_batches(overrides, replayed):

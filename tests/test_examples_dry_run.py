@@ -61,6 +61,9 @@ def test_example_dry_run(script, inputs):
     gpus = "16 GPUs (2 node(s) x 8)" if "two-nodes" in script else "8 GPUs (1 node(s) x 8)"
     assert gpus in output
     assert ("attach to RAY_ADDRESS=127.0.0.2:6379" if cluster else "start a local cluster") in output
+    if "baseline" not in script:  # the paper's runs keep the paper's interleaving (interleave=paper)
+        assert "128 new demonstrations + 0 own responses + 0 taught demonstrations per update" in output
+        assert "after 0 warm-up updates" in output
     assert "Warning" not in output and "Traceback" not in output
     # The checkpoint plan (6 steps: one save, at the last) and room for it on this disk (the tiny model: ~1 MB).
     assert "checkpoints       every 20 steps and the last, the 2 newest kept (trainer.save_freq=20, " in output

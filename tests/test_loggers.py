@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from relift.toy.digit_tasks import build
 from relift.loggers import logger_problems
+from relift.toy.digit_tasks import build
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "k" * 40  # the shape of a W&B key; never sent anywhere: nothing here makes a request
