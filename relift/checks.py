@@ -76,7 +76,8 @@ def config_problems(config: DictConfig) -> list[str]:
         else:
             problems += _rl_micro_batch_problems(config, dp, world)
         if config.relift.enable:
-            problems += _supervised_problems(config, dp[ACTOR], world) + _stabilizer_problems(config)
+            supervised = _supervised_problems(config, dp[ACTOR], world)
+            problems += supervised + _stabilizer_problems(config, batch_fits=not supervised)
     if config.relift.teacher.enable:
         problems += _teacher_problems(config)
     return problems
@@ -327,7 +328,7 @@ def replayed_per_update(config: DictConfig) -> dict[str, int]:
     return {source: int(relift.sft_trigger_size * share / new) // unit * unit for source, share in shares.items()}
 
 
-def _replay_problems(config: DictConfig) -> list[str]:
+def _replay_problems(config: DictConfig, batch_fits: bool) -> list[str]:
     relift = config.relift
     replay, counts = relift.replay, replayed_per_update(config)
     if min(replay.share, replay.taught_share) < 0 or replay.share + replay.taught_share >= 1:
@@ -335,7 +336,8 @@ def _replay_problems(config: DictConfig) -> list[str]:
                 "be >= 0 and leave room for new demonstrations (sum < 1): e.g. 0.5 and 0.25"]
     problems = []
     for source in REPLAY_SOURCES:
-        if replay[source] > 0 and not counts[source]:
+        # The replay unit is the micro-batch: while that one is refused, its fix comes first.
+        if batch_fits and replay[source] > 0 and not counts[source]:
             problems.append(
                 f"relift.replay.{source}={replay[source]} replays no response: its share of a batch of "
                 f"relift.sft_trigger_size={relift.sft_trigger_size} new demonstrations is below "
@@ -346,11 +348,11 @@ def _replay_problems(config: DictConfig) -> list[str]:
     return problems
 
 
-def _stabilizer_problems(config: DictConfig) -> list[str]:
+def _stabilizer_problems(config: DictConfig, batch_fits: bool) -> list[str]:
     from relift.sft import TOKEN_WEIGHTINGS
 
     relift = config.relift
-    problems = _replay_problems(config)
+    problems = _replay_problems(config, batch_fits)
     if relift.sft_loss.weighting not in TOKEN_WEIGHTINGS:
         problems.append(f"relift.sft_loss.weighting={relift.sft_loss.weighting} is not one of "
                         f"{', '.join(TOKEN_WEIGHTINGS)}")

@@ -257,7 +257,7 @@ def check_demonstrations(frame: pd.DataFrame, *, sample: int = DEMONSTRATION_SAM
         else:
             in_layout.append((index, data_source, text, str(reward_model["ground_truth"])))
     chosen = [in_layout[i] for i in sorted(np.random.default_rng(seed).permutation(len(in_layout))[:sample])]
-    with ThreadPoolExecutor(default_processes()) as pool:
+    with ThreadPoolExecutor(max(1, default_processes())) as pool:  # 0 is refused by the grader itself
         grades = list(pool.map(lambda item: grade_demonstration(*item[1:]), chosen))
     wrong = [Rejected(item[0], "target", problem) for item, (correct, problem) in zip(chosen, grades, strict=True)
              if correct is False]

@@ -1,4 +1,4 @@
-"""End to end on CPU: the real trainer through veRL's RayPPOTrainer.fit(), Ray on 127.0.0.1, tiny model.
+"""End to end on CPU: the real trainer through veRL's RayPPOTrainer.fit(), Ray on 127.0.0.2, tiny model.
 
 Every answer of a randomly initialised model is wrong, so every question is hardest: the buffer fills
 and supervised updates run. RL then has zero advantage everywhere; with the actor's entropy bonus and
