@@ -30,7 +30,7 @@ demo: install
 test: install
 	$(VENV)/bin/ruff check .
 	@before="$$(git status --porcelain 2>&1)"; \
-	$(PY) -m pytest -q -m "not slow"; status=$$?; \
+	$(PY) -m pytest -q --durations=10 -m "not slow"; status=$$?; \
 	after="$$(git status --porcelain 2>&1)"; \
 	if [ "$$before" != "$$after" ]; then \
 		echo "make test changed the tree (git status before / after):"; diff <(echo "$$before") <(echo "$$after"); exit 1; \

@@ -39,12 +39,16 @@ def run_logged(cmd: list[str], log_path: str | None = None, env: dict | None = N
         return
     with open(log_path, "w") as log:
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        in_block = False
         for line in process.stdout:
             log.write(line)
             log.flush()
-            # The full veRL/Ray log goes to the file; the terminal gets ReLIFT's one line per step.
-            if "[relift]" in line or "Error" in line or "Traceback" in line:
-                print(line.split("[0m ", 1)[-1].rstrip(), flush=True)
+            # The full veRL/Ray log goes to the file; the terminal gets ReLIFT's one line per step and its
+            # blocks (a `[relift]` header, then indented lines: the compute summary).
+            text = line.split("[0m ", 1)[-1].rstrip()
+            in_block = (in_block and text.startswith("  ")) or text.startswith("[relift]")
+            if in_block or "Error" in line or "Traceback" in line:
+                print(text, flush=True)
         if process.wait():
             raise SystemExit(f"training failed (exit {process.returncode}); full log: {log_path}")
 
