@@ -46,7 +46,7 @@ def run_logged(cmd: list[str], log_path: str | None = None, env: dict | None = N
             # The full veRL/Ray log goes to the file; the terminal gets ReLIFT's one line per step and its
             # blocks (a `[relift]` header, then indented lines: the compute summary).
             text = line.split("[0m ", 1)[-1].rstrip()
-            in_block = (in_block and text.startswith("  ")) or text.startswith("[relift]")
+            in_block = (in_block and text.startswith("  ")) or "[relift]" in line
             if in_block or "Error" in line or "Traceback" in line:
                 print(text, flush=True)
         if process.wait():
