@@ -29,16 +29,14 @@ def use_cpu() -> None:
     os.environ.update(CPU_ENV)
 
 
-def init_gloo(rank: int | None = None, world_size: int | None = None) -> None:
-    """The default process group on gloo. veRL builds the backend string "cpu:gloo,<device>:<backend>",
-    which torch rejects when the device is cpu itself; veRL's initializer is a no-op once a group exists.
-    rank, world_size: None reads them from the environment (torchrun, veRL's workers)."""
+def init_gloo() -> None:
+    """The default process group on gloo, its rank and world size from the environment (torchrun, veRL's
+    workers). veRL builds the backend string "cpu:gloo,<device>:<backend>", which torch rejects when the
+    device is cpu itself; veRL's initializer is a no-op once a group exists."""
     import torch
 
-    if torch.distributed.is_initialized():
-        return
-    kwargs = {} if rank is None else {"rank": rank, "world_size": world_size}
-    torch.distributed.init_process_group(backend="gloo", **kwargs)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="gloo")
 
 
 def start_ray(config: DictConfig) -> None:

@@ -109,7 +109,7 @@ class ReLIFTActorRolloutRefWorker(ActorRolloutRefWorker):
             # Ray gives each worker OMP_NUM_THREADS=1; rollout, log-prob and update phases alternate,
             # so the training process may use every core while it computes.
             torch.set_num_threads(os.cpu_count() or 1)
-            cpu.init_gloo(rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
+            cpu.init_gloo()
         super().init_model()
         self._sft = None
         self._log_update_size = False
