@@ -26,8 +26,9 @@ def plan(config: DictConfig, rows: int, checkpoints: list[str]) -> str:
     n = config.actor_rollout_ref.rollout.n
     per_epoch = rows // data.train_batch_size
     steps = training_steps(config, rows)
-    micro = ("by tokens (dynamic batching)" if config.actor_rollout_ref.actor.use_dynamic_bsz
-             else f"{relift.sft_micro_batch_size_per_gpu} per forward")
+    actor = config.actor_rollout_ref.actor
+    micro = ("by tokens (dynamic batching)" if actor.use_dynamic_bsz
+             else f"{relift.sft_micro_batch_size_per_gpu or actor.ppo_micro_batch_size_per_gpu} per forward")
     lines = [
         f"world size        {gpus} GPUs ({trainer.nnodes} node(s) x {trainer.n_gpus_per_node}), "
         f"device {trainer.device}",
