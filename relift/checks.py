@@ -281,16 +281,10 @@ def _supervised_problems(config: DictConfig, dp: int, world: int) -> list[str]:
                 "set relift.sft_micro_batch_size_per_gpu=null, or use_dynamic_bsz=false"
             ]
         return []
-    key = "relift.sft_micro_batch_size_per_gpu"
-    if micro is None:
-        key = f"{ACTOR}.ppo_micro_batch_size_per_gpu (relift.sft_micro_batch_size_per_gpu=null)"
-        micro = actor.ppo_micro_batch_size_per_gpu
-    if micro is None or (m // dp) % micro:
-        return [
-            f"{key}={micro} must divide the supervised batch per GPU, relift.sft_trigger_size / data-parallel size "
-            f"= {m} / {dp} = {m // dp} (actor_rollout_ref.actor.use_dynamic_bsz=false): "
-            f"e.g. relift.sft_micro_batch_size_per_gpu={m // dp}"
-        ]
+    # Any size splits: relift.sft.micro_batching falls back to the largest divisor of each rank's batch.
+    if micro is not None and micro < 1:
+        return [f"relift.sft_micro_batch_size_per_gpu={micro} must be at least 1 (or null: the actor's "
+                f"{ACTOR}.ppo_micro_batch_size_per_gpu)"]
     return []
 
 
@@ -303,14 +297,14 @@ def resume_problem(config: DictConfig) -> str | None:
     return None if os.path.exists(path) else resume_state_missing(path)
 
 
-def replay_granularity(config: DictConfig) -> int:
-    """What the number of replayed responses in a supervised batch must be a multiple of, for the batch to
-    split over the data-parallel ranks and, without dynamic batch sizes, into whole micro-batches."""
+def supervised_split(config: DictConfig) -> tuple[int, int | None]:
+    """(the actor's data-parallel size, the most sequences per supervised micro-batch per rank, or None with
+    dynamic batch sizes): the arguments of `relift.sft.micro_batching`."""
     actor = config.actor_rollout_ref.actor
     dp = config.trainer.n_gpus_per_node * config.trainer.nnodes // ulysses_size(actor)
     if actor.use_dynamic_bsz:
-        return dp
-    return dp * (config.relift.sft_micro_batch_size_per_gpu or actor.ppo_micro_batch_size_per_gpu)
+        return dp, None
+    return dp, config.relift.sft_micro_batch_size_per_gpu or actor.ppo_micro_batch_size_per_gpu
 
 
 REPLAY_SOURCES = ("share", "taught_share")
@@ -319,8 +313,8 @@ REPLAY_SOURCES = ("share", "taught_share")
 def replayed_per_update(config: DictConfig) -> dict[str, int]:
     """Replayed responses added to each supervised update of sft_trigger_size new demonstrations, per source:
     "share", the policy's own correct responses, and "taught_share", demonstrations already trained on. Each
-    is its share of the whole batch, rounded down to `replay_granularity`."""
-    relift, unit = config.relift, replay_granularity(config)
+    is its share of the whole batch, rounded down to a multiple of the data-parallel size."""
+    relift, (unit, _) = config.relift, supervised_split(config)
     shares = {source: relift.replay[source] for source in REPLAY_SOURCES}
     new = 1 - sum(shares.values())
     if new <= 0 or min(shares.values()) < 0:
@@ -336,12 +330,12 @@ def _replay_problems(config: DictConfig, batch_fits: bool) -> list[str]:
                 "be >= 0 and leave room for new demonstrations (sum < 1): e.g. 0.5 and 0.25"]
     problems = []
     for source in REPLAY_SOURCES:
-        # The replay unit is the micro-batch: while that one is refused, its fix comes first.
+        # The replay unit is the data-parallel size: while that one is refused, its fix comes first.
         if batch_fits and replay[source] > 0 and not counts[source]:
             problems.append(
                 f"relift.replay.{source}={replay[source]} replays no response: its share of a batch of "
                 f"relift.sft_trigger_size={relift.sft_trigger_size} new demonstrations is below "
-                f"{replay_granularity(config)} (one micro-batch per data-parallel rank); raise it"
+                f"{supervised_split(config)[0]} (one per data-parallel rank); raise it"
             )
     if any(counts.values()) and not (replay.pool_size or 0) > 0:
         problems.append(f"relift.replay.pool_size={replay.pool_size} must be positive: e.g. 256")

@@ -15,8 +15,9 @@ import hydra
 from omegaconf import DictConfig
 
 from relift import cpu
-from relift.checks import replayed_per_update
+from relift.checks import replayed_per_update, supervised_split
 from relift.preflight import preflight, training_steps
+from relift.sft import micro_batching
 
 
 def plan(config: DictConfig, rows: int, checkpoints: list[str]) -> str:
@@ -26,15 +27,12 @@ def plan(config: DictConfig, rows: int, checkpoints: list[str]) -> str:
     n = config.actor_rollout_ref.rollout.n
     per_epoch = rows // data.train_batch_size
     steps = training_steps(config, rows)
-    actor = config.actor_rollout_ref.actor
-    micro = ("by tokens (dynamic batching)" if actor.use_dynamic_bsz
-             else f"{relift.sft_micro_batch_size_per_gpu or actor.ppo_micro_batch_size_per_gpu} per forward")
     lines = [
         f"world size        {gpus} GPUs ({trainer.nnodes} node(s) x {trainer.n_gpus_per_node}), "
         f"device {trainer.device}",
         f"per step          {data.train_batch_size} prompts x {n} responses = {data.train_batch_size * n}, "
         f"{data.train_batch_size * n // gpus} per GPU",
-        f"supervised        {supervised(config, gpus, micro)}",
+        f"supervised        {supervised(config)}",
         f"steps             {steps} ({rows} rows: {per_epoch} per epoch x {trainer.total_epochs} epochs"
         f"{'' if not trainer.total_training_steps else ', capped by trainer.total_training_steps'})",
         *checkpoints,
@@ -44,15 +42,19 @@ def plan(config: DictConfig, rows: int, checkpoints: list[str]) -> str:
     return "[relift] dry run: configuration and data valid; nothing started\n  " + "\n  ".join(lines)
 
 
-def supervised(config: DictConfig, gpus: int, micro: str) -> str:
+def supervised(config: DictConfig) -> str:
     relift = config.relift
     if not relift.enable:
         return "off (relift.enable=false)"
     replayed = replayed_per_update(config)
-    batch = relift.sft_trigger_size + sum(replayed.values())
-    return (f"{relift.sft_trigger_size} new demonstrations + {replayed['share']} own responses + "
-            f"{replayed['taught_share']} taught demonstrations per update = {batch // gpus} per GPU, micro-batches "
-            f"{micro}; lr {relift.optim.lr:g} after {relift.optim.warmup_updates} warm-up updates")
+    dp, largest = supervised_split(config)
+    kept, micro = micro_batching(relift.sft_trigger_size, sum(replayed.values()), dp, largest)
+    own = min(replayed["share"], kept)  # the taught ones are cut first
+    taught = kept - own
+    return (f"{relift.sft_trigger_size} new demonstrations + {own} own responses + {taught} taught demonstrations "
+            f"per update = {(relift.sft_trigger_size + kept) // dp} per GPU, micro-batches "
+            f"{'by tokens (dynamic batching)' if micro is None else f'of {micro}'}; "
+            f"lr {relift.optim.lr:g} after {relift.optim.warmup_updates} warm-up updates")
 
 
 def run(config: DictConfig) -> None:

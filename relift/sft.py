@@ -1,7 +1,7 @@
 """The supervised half of ReLIFT: demonstrations to token tensors, and the token-mean NLL loss.
 
 Pure torch: no veRL, no Ray. `relift.workers` wraps `sft_loss` into veRL's loss-function signature and
-`relift.trainer` calls `build_sft_batch` on the driver.
+`relift.trainer` calls `micro_batching` and `build_sft_batch` on the driver.
 
 Layout of a supervised batch (B demonstrations), identical to veRL's RL layout so that the actor's
 forward pass is reused unchanged:
@@ -87,6 +87,29 @@ def build_sft_batch(
         "response_mask": response_mask,
     }
     return SFTBatch(tensors=tensors, truncated=truncated)
+
+
+def micro_batching(new: int, replayed: int, ranks: int, largest: int | None) -> tuple[int, int | None]:
+    """How a supervised batch of `new` demonstrations plus up to `replayed` replayed responses splits over
+    `ranks` data-parallel ranks and into micro-batches of at most `largest` sequences per rank (None:
+    dynamic batch sizes, micro-batches cut by tokens). `new` must be a multiple of `ranks`.
+
+    Returns (replayed responses to keep, micro-batch size per rank or None). The replayed ones kept are a
+    multiple of `ranks`, trimmed further (by fewer than `largest` per rank) so that each rank's share is a
+    whole number of `largest`-sized micro-batches when they allow it; otherwise the micro-batch is the
+    largest divisor of each rank's share that is at most `largest` (veRL's prepare_micro_batches needs an
+    exact split).
+    """
+    if new % ranks:
+        raise ValueError(f"{new} new demonstrations do not split over {ranks} data-parallel ranks")
+    kept = replayed // ranks * ranks
+    if largest is None:
+        return kept, None
+    fitted = kept - (new + kept) % (ranks * largest)
+    if fitted >= 0:
+        return fitted, largest
+    per_rank = (new + kept) // ranks
+    return kept, max(d for d in range(1, min(largest, per_rank) + 1) if per_rank % d == 0)
 
 
 TOKEN_WEIGHTINGS = ("nll", "chord", "trust_region")

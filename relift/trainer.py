@@ -46,12 +46,12 @@ from relift import best
 from relift.accounting import SUMMARY_FILE, Account
 from relift.buffer import CorrectResponse, HardQuestion
 from relift.checkpoints import STATE_FILE, latest_step, resume_folder, resume_state_missing
-from relift.checks import config_problems, replay_granularity, replayed_per_update
+from relift.checks import config_problems, replayed_per_update, supervised_split
 from relift.data import write_text_atomic
 from relift.hardest import group_outcomes
 from relift.layout import strip_think_prefix
 from relift.reward import grading_health
-from relift.sft import build_sft_batch, demonstration_text
+from relift.sft import build_sft_batch, demonstration_text, micro_batching
 from relift.state import RunState
 from relift.teacher import Teacher, TeacherQueue, TeacherUnavailable, config_from
 
@@ -71,7 +71,7 @@ class ReLIFTTrainer(RayPPOTrainer):
             super().__init__(*args, **kwargs)
         self.relift = self.config.relift
         self.replayed_per_update = replayed_per_update(self.config)
-        self.replay_granularity = replay_granularity(self.config)
+        self.supervised_split = supervised_split(self.config)
         self.teacher: TeacherQueue | None = None
         if self.relift.enable and self.relift.teacher.enable:
             config = config_from(self.relift.teacher)
@@ -265,8 +265,9 @@ class ReLIFTTrainer(RayPPOTrainer):
         rng = random.Random(f"{self.config.data.seed}-{self.state.counters['sft_updates']}")
         replayed = []
         for pool, source in ((self.state.replay, "share"), (self.state.taught, "taught_share")):
-            drawn = pool.sample(self.replayed_per_update[source], rng)
-            replayed += drawn[: len(drawn) // self.replay_granularity * self.replay_granularity]
+            replayed += pool.sample(self.replayed_per_update[source], rng)
+        kept, micro = micro_batching(len(questions), len(replayed), *self.supervised_split)
+        replayed = replayed[:kept]  # short pools: what splits into whole micro-batches, taught ones cut first
         demonstration_ids = [self.tokenizer.encode(q.demonstration, add_special_tokens=False) for q in questions]
         sft_batch = build_sft_batch(
             [q.prompt_ids for q in questions] + [r.prompt_ids for r in replayed],
@@ -290,8 +291,8 @@ class ReLIFTTrainer(RayPPOTrainer):
             compute_loss=True,
             lr=lr,
         )
-        if self.relift.sft_micro_batch_size_per_gpu is not None:  # else the actor's own micro-batching
-            tu.assign_non_tensor(data_td, micro_batch_size_per_gpu=self.relift.sft_micro_batch_size_per_gpu)
+        if micro is not None:  # else the actor's micro-batches by tokens
+            tu.assign_non_tensor(data_td, micro_batch_size_per_gpu=micro)
         output = self.actor_rollout_wg.sft_update(data_td)
         worker_metrics = tu.get(output, "metrics")
         if self.replayed_per_update["taught_share"]:
@@ -307,6 +308,7 @@ class ReLIFTTrainer(RayPPOTrainer):
             "relift/sft_grad_norm": float(np.mean(worker_metrics["grad_norm"])),
             "relift/sft_lr": lr,
             "relift/sft_replayed": len(replayed),
+            "relift/sft_micro_batch": micro or 0,  # per GPU; 0: cut by tokens
             "relift/sft_demo_tokens": int(sft_batch.tensors["response_mask"][: len(questions)].sum()),
             # the actor process's peak accelerator memory so far, as veRL's actor/perf/* after the RL update
             "relift/sft_max_memory_allocated_gb": float(np.max(worker_metrics["perf/max_memory_allocated_gb"])),

@@ -25,12 +25,10 @@ def test_shipped_configurations_pass(overrides):
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        # Found by running it: trained normally until the first supervised update, then died in veRL's
-        # prepare_micro_batches ("data size must be divisible by ... micro_batch_size_per_gpu").
-        (("device=cpu", "interleave=paper", "relift.sft_trigger_size=4"),
-         "relift.sft_micro_batch_size_per_gpu=8 must divide the supervised batch per GPU, "
-         "relift.sft_trigger_size / data-parallel size = 4 / 1 = 4 (actor_rollout_ref.actor.use_dynamic_bsz=false): "
-         "e.g. relift.sft_micro_batch_size_per_gpu=4"),
+        # Any other size splits (relift.sft.micro_batching; test_sft.py).
+        (("device=cpu", "relift.sft_micro_batch_size_per_gpu=0"),
+         "relift.sft_micro_batch_size_per_gpu=0 must be at least 1 (or null: the actor's "
+         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu)"),
         (("relift.sft_trigger_size=12",),
          "relift.sft_trigger_size=12 must be a multiple of the data-parallel size 8"),
         (("actor_rollout_ref.actor.ppo_max_token_len_per_gpu=8192",),
@@ -42,11 +40,6 @@ def test_shipped_configurations_pass(overrides):
          "relift.sft_micro_batch_size_per_gpu=4 would be ignored: with actor_rollout_ref.actor.use_dynamic_bsz=true "
          "micro-batches are cut by tokens (actor_rollout_ref.actor.ppo_max_token_len_per_gpu=32768); "
          "set relift.sft_micro_batch_size_per_gpu=null, or use_dynamic_bsz=false"),
-        (("actor_rollout_ref.actor.use_dynamic_bsz=false", "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=false",
-          "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
-          "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2", "relift.sft_trigger_size=24"),
-         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu (relift.sft_micro_batch_size_per_gpu=null)=2 must "
-         "divide the supervised batch per GPU"),
         # Found on two CPU ranks (the two-node run): the old log-probs died in prepare_micro_batches.
         (("device=cpu", "trainer.n_gpus_per_node=2", "relift.sft_micro_batch_size_per_gpu=4",
           "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=16"),
@@ -178,11 +171,11 @@ def test_dry_run_refuses_the_issue_example_in_one_line():
 def test_main_stops_before_ray():
     result = subprocess.run(
         [sys.executable, "-m", "relift.main", "device=cpu", "actor_rollout_ref.model.path=unused",
-         "relift.sft_trigger_size=4"],
+         "relift.sft_micro_batch_size_per_gpu=0"],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode != 0
-    assert "[relift] relift.sft_micro_batch_size_per_gpu=8 must divide" in result.stderr + result.stdout
+    assert "[relift] relift.sft_micro_batch_size_per_gpu=0 must be at least 1" in result.stderr + result.stdout
 
 
 def test_main_refuses_a_cluster_address_without_an_auth_mode(tiny):
@@ -208,7 +201,7 @@ def test_main_refuses_a_cluster_address_without_an_auth_mode(tiny):
         # 8 x 0.05 / 0.95 rounds to no replayed response: the share would silently do nothing.
         (("device=cpu", "toy=digits", "relift.replay.taught_share=0.05"),
          "relift.replay.taught_share=0.05 replays no response: its share of a batch of relift.sft_trigger_size=4 new "
-         "demonstrations is below 4"),
+         "demonstrations is below 1 (one per data-parallel rank)"),
         (("relift.replay.share=0.5", "relift.replay.pool_size=0"), "relift.replay.pool_size=0 must be positive"),
         (("relift.sft_loss.weighting=kl",), "relift.sft_loss.weighting=kl is not one of nll, chord, trust_region"),
         (("relift.sft_loss.trust_region_alpha=0",), "relift.sft_loss.trust_region_alpha=0 must be in (0, 1]"),
@@ -226,12 +219,12 @@ def test_each_stabilizer_problem_is_one_line(overrides, expected):
     ((), (256, 128)),  # the defaults: 128 new demonstrations are a quarter of the batch
     (("relift.replay.share=0.5", "relift.replay.taught_share=0"), (128, 0)),  # dynamic batch sizes: any multiple of 8
     (("relift.replay.share=0.25", "relift.replay.taught_share=0"), (40, 0)),  # 128 / 3 = 42.7, down to 8 ranks
-    (("device=cpu", "toy=digits"), (16, 12)),  # 4 new demonstrations, micro-batches of 4
-    (("device=cpu", "toy=digits", "relift.sft_micro_batch_size_per_gpu=8", "relift.sft_trigger_size=8",
-      "relift.replay.share=0.6", "relift.replay.taught_share=0"), (8, 0)),  # 12, down to micro-batches of 8
+    (("device=cpu", "toy=digits"), (16, 12)),  # 4 new demonstrations: 32 sequences, one micro-batch
+    (("device=cpu", "toy=digits", "trainer.n_gpus_per_node=2", "relift.replay.share=0.55",
+      "relift.replay.taught_share=0"), (4, 0)),  # 4 x 0.55 / 0.45 = 4.9, down to a multiple of 2 ranks
     (("interleave=paper",), (0, 0)),
 ])
-def test_replayed_responses_split_over_ranks_and_micro_batches(overrides, replayed):
+def test_replayed_responses_split_over_ranks(overrides, replayed):
     counts = replayed_per_update(composed(*overrides))
     assert (counts["share"], counts["taught_share"]) == replayed
 

@@ -327,6 +327,7 @@ def test_stabilizers_run_through_the_trainer_and_resume(tiny, tmp_path):
     assert rows[0]["relift/replay_pool"] > 0
     replayed = [r["relift/sft_replayed"] for r in updates]
     assert any(replayed) and all(n % 2 == 0 and n <= 12 for n in replayed), replayed  # whole micro-batches of 2
+    assert all(r["relift/sft_micro_batch"] == 2 for r in updates)
     assert rows[-1]["relift/taught_pool"] == 4 * rows[-1]["relift/sft_updates_total"]  # every demonstration fits
     assert all(0 < r["relift/sft_update_size"] < 0.1 for r in updates)
     assert all(0 < r["actor/update_size"] < 0.1 for r in rows)

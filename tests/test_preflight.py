@@ -31,7 +31,7 @@ def test_every_problem_is_reported_not_only_the_first(tmp_path):
 def test_main_prints_them_all_before_ray(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "relift.main", "device=cpu", "actor_rollout_ref.model.path=/nonexistent/model",
-         f"data.train_files={tmp_path}/missing.parquet", "relift.sft_trigger_size=4"],
+         f"data.train_files={tmp_path}/missing.parquet", "relift.sft_micro_batch_size_per_gpu=0"],
         capture_output=True, text=True, timeout=120,
     )
     lines = result.stderr.strip().splitlines()[-4:]

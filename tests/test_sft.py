@@ -6,6 +6,7 @@ from relift.sft import (
     TOKEN_WEIGHTINGS,
     build_sft_batch,
     demonstration_text,
+    micro_batching,
     sft_loss,
     token_weights,
 )
@@ -94,3 +95,28 @@ def test_token_weightings_follow_their_sources():
     assert grads["trust_region"].tolist() == pytest.approx([0.01, 0.5, 1.0, 1.0])
     with pytest.raises(ValueError, match="unknown supervised token weighting 'kl'"):
         token_weights(log_probs, "kl", 0.1)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ((4, 28, 1, 32), (28, 32)),  # the toy: 4 new + 16 own + 12 taught, one micro-batch
+    ((4, 28, 1, 4), (28, 4)),
+    ((4, 9, 1, 4), (8, 4)),  # a short pool: one replayed response cut, three whole micro-batches
+    ((4, 13, 1, 32), (13, 17)),  # nothing to cut down to 32: the largest divisor of 17 is 17 itself
+    ((16, 7, 2, 4), (0, 4)),  # 6 split over 2 ranks, cut by 3 (< 4) per rank
+    ((128, 384, 8, 2), (384, 2)),
+    ((8, 0, 1, 8), (0, 8)),
+    ((6, 0, 1, 4), (0, 3)),  # the paper's batch alone, when the micro-batch does not divide it
+    ((16, 7, 2, None), (6, None)),  # dynamic batch sizes: only the ranks matter
+])
+def test_micro_batching_splits_every_rank_into_whole_micro_batches(args, expected):
+    new, replayed, ranks, largest = args
+    kept, micro = micro_batching(*args)
+    assert (kept, micro) == expected
+    assert kept % ranks == 0 and kept <= replayed
+    if micro is not None:
+        assert ((new + kept) // ranks) % micro == 0 and micro <= largest
+
+
+def test_micro_batching_refuses_new_demonstrations_that_do_not_split():
+    with pytest.raises(ValueError, match="3 new demonstrations do not split over 2"):
+        micro_batching(3, 0, 2, 4)
