@@ -124,9 +124,6 @@ def main(argv: list[str] | None = None) -> None:
           f"({summary['demos_used_frac']:.1%} of the training questions)")
     print(f"wall time                {summary['wall_time_s']:.0f} s ({summary['seconds_per_step']:.1f} s per step)")
     print(f"outputs                  {out}/{{metrics.jsonl, relift.png, summary.json, final_model/}}")
-    # Read back from summary.json: Ray can drop the last lines a run prints (its log streaming is
-    # asynchronous), so the trainer's own block may or may not have reached the terminal above.
-    print("\n".join(compute.lines()))
 
 
 if __name__ == "__main__":

@@ -74,10 +74,13 @@ def run(config: DictConfig) -> None:
     import ray
     from verl.trainer.main_ppo import run_ppo
 
-    from relift.task_runner import ReLIFTTaskRunner
+    from relift.task_runner import KeepResult, ReLIFTTaskRunner
 
+    runner = KeepResult(ReLIFTTaskRunner)
     try:
-        run_ppo(config, task_runner_class=ReLIFTTaskRunner)
+        run_ppo(config, task_runner_class=runner)
+        # Printed here, not in the trainer's process: Ray's log streaming may drop a run's last lines.
+        print("\n".join(ray.get(runner.results[-1])), flush=True)
     except ray.exceptions.RayTaskError as error:
         # relift's own stops (grading failed, a save failed) say everything in one line: no Ray traceback.
         if str(error.cause).startswith("[relift]"):

@@ -55,4 +55,34 @@ class ReLIFTTaskRunner(BaseTaskRunner):
             train_sampler=create_rl_sampler(config.data, train_dataset),
         )
         trainer.init_workers()
-        trainer.fit()
+        return trainer.fit() or []  # relift's closing lines; veRL's fit() returns None
+
+
+class KeepResult:
+    """A task-runner class for veRL's `run_ppo`, which discards what the runner's run() returns: this one
+    records the ObjectRef of each run in `results`, for the driver to read after run_ppo returns. It
+    forwards the two calls run_ppo makes on the class, `remote()` and `options()`."""
+
+    def __init__(self, actor_class, results: list | None = None):
+        self.actor_class = actor_class
+        self.results: list[ray.ObjectRef] = [] if results is None else results
+
+    def options(self, **options) -> KeepResult:
+        return KeepResult(self.actor_class.options(**options), self.results)
+
+    def remote(self) -> _RecordingHandle:
+        return _RecordingHandle(self.actor_class.remote(), self.results)
+
+
+class _RecordingHandle:
+    def __init__(self, runner, results: list):
+        self.run = _RecordingMethod(runner.run, results)
+
+
+class _RecordingMethod:
+    def __init__(self, method, results: list):
+        self.method, self.results = method, results
+
+    def remote(self, *args, **kwargs) -> ray.ObjectRef:
+        self.results.append(self.method.remote(*args, **kwargs))
+        return self.results[-1]

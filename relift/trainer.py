@@ -115,14 +115,19 @@ class ReLIFTTrainer(RayPPOTrainer):
             batch.non_tensor_batch["relift_question"] = gen_batch.non_tensor_batch["raw_prompt"].copy()
         return gen_batch
 
-    def fit(self):
-        """veRL's fit(), then the run's compute summary (relift.accounting)."""
+    def fit(self) -> list[str]:
+        """veRL's fit(), then the run's compute summary (relift.accounting). Returns the closing lines for
+        the driver to print (relift.task_runner): Ray's log streaming may drop a run's last lines."""
         super().fit()
         self._update_account(steps=self.global_steps - 1)  # veRL counts one past the last step
         account = self.state.account.summary()
         write_text_atomic(os.path.join(self.config.trainer.default_local_dir, SUMMARY_FILE),
                           json.dumps(account, indent=2))
-        print("\n".join(self.state.account.lines()), flush=True)
+        lines = self.state.account.lines()
+        if self.relift.save_best and self.state.best_score is not None:
+            run_dir = os.path.abspath(self.config.trainer.default_local_dir)
+            lines.append(f"[relift] best validation score {self.state.best_score:.4f}: {run_dir}/best")
+        return lines
 
     def _update_account(self, steps: int) -> None:
         self.state.account.steps = steps
