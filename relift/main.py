@@ -22,7 +22,7 @@ from relift.sft import micro_batching
 
 def plan(config: DictConfig, rows: int, checkpoints: list[str]) -> str:
     """What a run would do, for DRY_RUN=1."""
-    trainer, data, relift = config.trainer, config.data, config.relift
+    trainer, data = config.trainer, config.data
     gpus = trainer.n_gpus_per_node * trainer.nnodes
     n = config.actor_rollout_ref.rollout.n
     per_epoch = rows // data.train_batch_size

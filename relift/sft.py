@@ -94,22 +94,21 @@ def micro_batching(new: int, replayed: int, ranks: int, largest: int | None) -> 
     `ranks` data-parallel ranks and into micro-batches of at most `largest` sequences per rank (None:
     dynamic batch sizes, micro-batches cut by tokens). `new` must be a multiple of `ranks`.
 
-    Returns (replayed responses to keep, micro-batch size per rank or None). The replayed ones kept are a
-    multiple of `ranks`, trimmed further (by fewer than `largest` per rank) so that each rank's share is a
-    whole number of `largest`-sized micro-batches when they allow it; otherwise the micro-batch is the
-    largest divisor of each rank's share that is at most `largest` (veRL's prepare_micro_batches needs an
-    exact split).
+    Returns (replayed responses to keep, micro-batch size per rank or None). Each rank's share of n
+    sequences runs in n // m equal micro-batches of m <= `largest` (veRL's prepare_micro_batches needs an
+    exact split), cutting the n % m (< m) left over from the replayed responses: m is the size with the
+    fewest forwards plus responses cut, the larger on a tie, among those the replayed responses can pay
+    for. So 40 with at most 32 runs as 2 x 20 (not 32, cutting 8), and 7 with at most 2 as 3 x 2.
     """
     if new % ranks:
         raise ValueError(f"{new} new demonstrations do not split over {ranks} data-parallel ranks")
     kept = replayed // ranks * ranks
     if largest is None:
         return kept, None
-    fitted = kept - (new + kept) % (ranks * largest)
-    if fitted >= 0:
-        return fitted, largest
-    per_rank = (new + kept) // ranks
-    return kept, max(d for d in range(1, min(largest, per_rank) + 1) if per_rank % d == 0)
+    share, spare = (new + kept) // ranks, kept // ranks
+    micro = min((m for m in range(1, min(largest, share) + 1) if share % m <= spare),
+                key=lambda m: (share // m + share % m, -m))
+    return kept - share % micro * ranks, micro
 
 
 TOKEN_WEIGHTINGS = ("nll", "chord", "trust_region")

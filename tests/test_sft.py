@@ -98,14 +98,17 @@ def test_token_weightings_follow_their_sources():
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    ((4, 28, 1, 32), (28, 32)),  # the toy: 4 new + 16 own + 12 taught, one micro-batch
+    ((4, 28, 1, 32), (28, 32)),  # the toy: 4 new + 16 own + 12 taught, one forward
+    ((4, 36, 1, 32), (36, 20)),  # 40: two forwards of 20 rather than cutting 8 to make one of 32
     ((4, 28, 1, 4), (28, 4)),
-    ((4, 9, 1, 4), (8, 4)),  # a short pool: one replayed response cut, three whole micro-batches
-    ((4, 13, 1, 32), (13, 17)),  # nothing to cut down to 32: the largest divisor of 17 is 17 itself
-    ((16, 7, 2, 4), (0, 4)),  # 6 split over 2 ranks, cut by 3 (< 4) per rank
+    ((4, 9, 1, 4), (8, 4)),  # a short pool: one replayed response cut, three forwards of 4
+    ((4, 3, 1, 2), (2, 2)),  # 7 with at most 2: three forwards of 2, not seven of 1
+    ((4, 13, 1, 32), (13, 17)),
+    ((16, 7, 2, 4), (0, 4)),  # 6 over 2 ranks: 11 each, 3 cut per rank for two forwards of 4
     ((128, 384, 8, 2), (384, 2)),
     ((8, 0, 1, 8), (0, 8)),
-    ((6, 0, 1, 4), (0, 3)),  # the paper's batch alone, when the micro-batch does not divide it
+    ((6, 0, 1, 4), (0, 3)),  # the paper's batch alone, two forwards of 3
+    ((5, 0, 1, 4), (0, 1)),  # nothing to cut: five forwards of 1
     ((16, 7, 2, None), (6, None)),  # dynamic batch sizes: only the ranks matter
 ])
 def test_micro_batching_splits_every_rank_into_whole_micro_batches(args, expected):
@@ -114,7 +117,9 @@ def test_micro_batching_splits_every_rank_into_whole_micro_batches(args, expecte
     assert (kept, micro) == expected
     assert kept % ranks == 0 and kept <= replayed
     if micro is not None:
-        assert ((new + kept) // ranks) % micro == 0 and micro <= largest
+        share = (new + kept) // ranks
+        assert share % micro == 0 and micro <= largest
+        assert (replayed // ranks * ranks - kept) // ranks < micro  # fewer than one micro-batch cut per rank
 
 
 def test_micro_batching_refuses_new_demonstrations_that_do_not_split():
