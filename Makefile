@@ -20,7 +20,7 @@ $(STAMP): requirements.txt constraints-cpu.txt pyproject.toml
 
 install: $(STAMP)
 
-# A real ReLIFT training on CPU: tiny model and data built offline, under ten minutes on 2 cores.
+# A real ReLIFT training on CPU: tiny model and data built offline, 6 to 16 minutes on 2 cores (README).
 demo: install
 	$(PY) -m relift.demo --out outputs/cpu-demo
 
