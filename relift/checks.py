@@ -353,6 +353,9 @@ def _stabilizer_problems(config: DictConfig, batch_fits: bool) -> list[str]:
     if not 0 < relift.sft_loss.trust_region_alpha <= 1:
         problems.append(f"relift.sft_loss.trust_region_alpha={relift.sft_loss.trust_region_alpha} must be in (0, 1]: "
                         "e.g. 0.1")
+    if relift.replay.taught_warmup_updates < 0:
+        problems.append(f"relift.replay.taught_warmup_updates={relift.replay.taught_warmup_updates} must be >= 0 "
+                        "(0: no warm-up)")
     if relift.optim.warmup_updates < 0:
         problems.append(f"relift.optim.warmup_updates={relift.optim.warmup_updates} must be >= 0 (0: no warm-up)")
     if relift.guard.window < 1:

@@ -1,7 +1,7 @@
 """The supervised half of ReLIFT: demonstrations to token tensors, and the token-mean NLL loss.
 
 Pure torch: no veRL, no Ray. `relift.workers` wraps `sft_loss` into veRL's loss-function signature and
-`relift.trainer` calls `micro_batching` and `build_sft_batch` on the driver.
+`relift.trainer` calls `replay_draws`, `micro_batching` and `build_sft_batch` on the driver.
 
 Layout of a supervised batch (B demonstrations), identical to veRL's RL layout so that the actor's
 forward pass is reused unchanged:
@@ -109,6 +109,20 @@ def micro_batching(new: int, replayed: int, ranks: int, largest: int | None) -> 
     micro = min((m for m in range(1, min(largest, share) + 1) if share % m <= spare),
                 key=lambda m: (share // m + share % m, -m))
     return kept - share % micro * ranks, micro
+
+
+def replay_draws(own: int, taught: int, update: int, warmup: int, ranks: int) -> tuple[int, int]:
+    """How many of the policy's own correct responses and of the demonstrations taught before supervised
+    update `update` (0-based) replays, out of the configured `own` and `taught` per update (multiples of
+    `ranks`). Over the first `warmup` updates (0: none) the taught ones grow linearly, rounded down to a
+    multiple of `ranks`, and own responses fill the rest, so the batch size stays own + taught. Why: on
+    the CPU toy, demonstrations taught before are what learn the new skills fast, and early in a run,
+    while the model cannot yet tell the tasks apart, they are also what cuts what it knew (bench/README.md).
+    """
+    if not warmup:
+        return own, taught
+    grown = int(taught * min(1.0, (update + 1) / warmup)) // ranks * ranks
+    return own + taught - grown, grown
 
 
 TOKEN_WEIGHTINGS = ("nll", "chord", "trust_region")

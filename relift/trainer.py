@@ -51,7 +51,7 @@ from relift.data import write_text_atomic
 from relift.hardest import group_outcomes
 from relift.layout import strip_think_prefix
 from relift.reward import grading_health
-from relift.sft import build_sft_batch, demonstration_text, micro_batching
+from relift.sft import build_sft_batch, demonstration_text, micro_batching, replay_draws
 from relift.state import RunState
 from relift.teacher import Teacher, TeacherQueue, TeacherUnavailable, config_from
 
@@ -187,7 +187,7 @@ class ReLIFTTrainer(RayPPOTrainer):
                     })
                 continue
             self._buffer_demonstration(question_id, prompt_ids, demonstration)
-        if self.replayed_per_update["share"]:
+        if self.replayed_per_update["share"] or self.relift.replay.taught_warmup_updates:  # own responses fill in
             for row in outcome.correct_rows:
                 self._remember_correct_response(batch, row)
         metrics = {}
@@ -265,12 +265,14 @@ class ReLIFTTrainer(RayPPOTrainer):
 
     def _sft_update(self, questions: list[HardQuestion]) -> dict:
         """One supervised update on the questions' demonstrations plus relift.replay's shares of the policy's own
-        earlier correct responses and of demonstrations taught before (a draw seeded by the update's index, so
-        that a resume draws the same)."""
-        rng = random.Random(f"{self.config.data.seed}-{self.state.counters['sft_updates']}")
-        replayed = []
-        for pool, source in ((self.state.replay, "share"), (self.state.taught, "taught_share")):
-            replayed += pool.sample(self.replayed_per_update[source], rng)
+        earlier correct responses and of demonstrations taught before, the latter growing over
+        relift.replay.taught_warmup_updates (a draw seeded by the update's index, so that a resume draws the same)."""
+        update = self.state.counters["sft_updates"]
+        rng = random.Random(f"{self.config.data.seed}-{update}")
+        draws = replay_draws(self.replayed_per_update["share"], self.replayed_per_update["taught_share"], update,
+                             self.relift.replay.taught_warmup_updates, self.supervised_split[0])
+        own = self.state.replay.sample(draws[0], rng)
+        replayed = own + self.state.taught.sample(draws[1], rng)
         kept, micro = micro_batching(len(questions), len(replayed), *self.supervised_split)
         replayed = replayed[:kept]  # short pools: what splits into whole micro-batches, taught ones cut first
         demonstration_ids = [self.tokenizer.encode(q.demonstration, add_special_tokens=False) for q in questions]
@@ -313,6 +315,7 @@ class ReLIFTTrainer(RayPPOTrainer):
             "relift/sft_grad_norm": float(np.mean(worker_metrics["grad_norm"])),
             "relift/sft_lr": lr,
             "relift/sft_replayed": len(replayed),
+            "relift/sft_replayed_taught": max(0, len(replayed) - len(own)),  # short pools cut taught ones first
             "relift/sft_micro_batch": micro or 0,  # per GPU; 0: cut by tokens
             "relift/sft_demo_tokens": int(sft_batch.tensors["response_mask"][: len(questions)].sum()),
             # the actor process's peak accelerator memory so far, as veRL's actor/perf/* after the RL update

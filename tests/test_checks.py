@@ -206,6 +206,7 @@ def test_main_refuses_a_cluster_address_without_an_auth_mode(tiny):
         (("relift.sft_loss.weighting=kl",), "relift.sft_loss.weighting=kl is not one of nll, chord, trust_region"),
         (("relift.sft_loss.trust_region_alpha=0",), "relift.sft_loss.trust_region_alpha=0 must be in (0, 1]"),
         (("relift.optim.warmup_updates=-1",), "relift.optim.warmup_updates=-1 must be >= 0"),
+        (("relift.replay.taught_warmup_updates=-1",), "relift.replay.taught_warmup_updates=-1 must be >= 0"),
         (("relift.guard.window=0",), "relift.guard.window=0 must be >= 1 step"),
         (("relift.guard.max_rise=1.5",), "relift.guard.max_rise=1.5 must be in [0, 1] or null"),
     ],

@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from relift.best import validation_score
+from relift.sft import replay_draws
 from relift.toy.runs import read_metrics
 
 pytestmark = pytest.mark.e2e
@@ -313,6 +314,7 @@ def test_stabilizers_run_through_the_trainer_and_resume(tiny, tmp_path):
         "relift.sft_micro_batch_size_per_gpu=2",
         "relift.replay.share=0.5",  # 8 own responses and 4 taught demonstrations per update of 4 new ones
         "relift.replay.taught_share=0.25",
+        "relift.replay.taught_warmup_updates=4",  # 1, 2, 3 then 4 taught demonstrations per update
         "relift.optim.warmup_updates=2",
         "relift.sft_loss.weighting=trust_region",
         "relift.guard.max_rise=0.5",
@@ -330,6 +332,9 @@ def test_stabilizers_run_through_the_trainer_and_resume(tiny, tmp_path):
     replayed = [r["relift/sft_replayed"] for r in updates]
     assert any(replayed) and all(n % 2 == 0 and n <= 12 for n in replayed), replayed  # whole micro-batches of 2
     assert all(r["relift/sft_micro_batch"] == 2 for r in updates)
+    # The taught pool holds 4 per earlier update: without the warm-up the second update would replay 4.
+    assert all(r["relift/sft_replayed_taught"] <= replay_draws(8, 4, r["relift/sft_updates_total"] - 1, 4, 1)[1]
+               for r in updates), [r["relift/sft_replayed_taught"] for r in updates]
     assert rows[-1]["relift/taught_pool"] == 4 * rows[-1]["relift/sft_updates_total"]  # every demonstration fits
     assert all(0 < r["relift/sft_update_size"] < 0.1 for r in updates)
     assert all(0 < r["actor/update_size"] < 0.1 for r in rows)

@@ -7,6 +7,7 @@ from relift.sft import (
     build_sft_batch,
     demonstration_text,
     micro_batching,
+    replay_draws,
     sft_loss,
     token_weights,
 )
@@ -125,3 +126,19 @@ def test_micro_batching_splits_every_rank_into_whole_micro_batches(args, expecte
 def test_micro_batching_refuses_new_demonstrations_that_do_not_split():
     with pytest.raises(ValueError, match="3 new demonstrations do not split over 2"):
         micro_batching(3, 0, 2, 4)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ((16, 12, 0, 0, 1), (16, 12)),  # no warm-up: the configured counts
+    ((16, 12, 0, 20, 1), (28, 0)),  # first update: 12 x 1/20 rounds down to none, own responses fill in
+    ((16, 12, 9, 20, 1), (22, 6)),  # halfway
+    ((16, 12, 19, 20, 1), (16, 12)),  # the last warm-up update reaches taught_share
+    ((16, 12, 40, 20, 1), (16, 12)),
+    ((8, 8, 4, 10, 4), (12, 4)),  # 8 x 5/10 = 4, a multiple of 4 ranks
+    ((8, 8, 2, 10, 4), (16, 0)),  # 8 x 3/10 = 2.4, down to 0 on 4 ranks
+])
+def test_replay_draws_grow_taught_demonstrations_at_a_constant_batch(args, expected):
+    own, taught, _, _, ranks = args
+    draws = replay_draws(*args)
+    assert draws == expected
+    assert sum(draws) == own + taught and draws[1] % ranks == 0
