@@ -353,11 +353,10 @@ def _stabilizer_problems(config: DictConfig, batch_fits: bool) -> list[str]:
     if not 0 < relift.sft_loss.trust_region_alpha <= 1:
         problems.append(f"relift.sft_loss.trust_region_alpha={relift.sft_loss.trust_region_alpha} must be in (0, 1]: "
                         "e.g. 0.1")
-    if relift.replay.taught_warmup_updates < 0:
-        problems.append(f"relift.replay.taught_warmup_updates={relift.replay.taught_warmup_updates} must be >= 0 "
-                        "(0: no warm-up)")
-    if relift.optim.warmup_updates < 0:
-        problems.append(f"relift.optim.warmup_updates={relift.optim.warmup_updates} must be >= 0 (0: no warm-up)")
+    for key, warmup in (("replay.taught_warmup_updates", relift.replay.taught_warmup_updates),
+                        ("optim.warmup_updates", relift.optim.warmup_updates)):
+        if warmup < 0:
+            problems.append(f"relift.{key}={warmup} must be >= 0 (0: no warm-up)")
     if relift.guard.window < 1:
         problems.append(f"relift.guard.window={relift.guard.window} must be >= 1 step: e.g. 5")
     if relift.guard.max_rise is not None and not 0 <= relift.guard.max_rise <= 1:

@@ -111,6 +111,12 @@ def micro_batching(new: int, replayed: int, ranks: int, largest: int | None) -> 
     return kept - share % micro * ranks, micro
 
 
+def warmup_fraction(update: int, warmup: int) -> float:
+    """The linear warm-up factor of supervised update `update` (0-based) over `warmup` updates (0: none, 1.0),
+    shared by the supervised lr and the taught-replay share: (update + 1) / warmup, at most 1."""
+    return min(1.0, (update + 1) / warmup) if warmup else 1.0
+
+
 def replay_draws(own: int, taught: int, update: int, warmup: int, ranks: int) -> tuple[int, int]:
     """How many of the policy's own correct responses and of the demonstrations taught before supervised
     update `update` (0-based) replays, out of the configured `own` and `taught` per update (multiples of
@@ -119,9 +125,7 @@ def replay_draws(own: int, taught: int, update: int, warmup: int, ranks: int) ->
     the CPU toy, demonstrations taught before are what learn the new skills fast, and early in a run,
     while the model cannot yet tell the tasks apart, they are also what cuts what it knew (bench/README.md).
     """
-    if not warmup:
-        return own, taught
-    grown = int(taught * min(1.0, (update + 1) / warmup)) // ranks * ranks
+    grown = int(taught * warmup_fraction(update, warmup)) // ranks * ranks
     return own + taught - grown, grown
 
 

@@ -51,7 +51,7 @@ from relift.data import write_text_atomic
 from relift.hardest import group_outcomes
 from relift.layout import strip_think_prefix
 from relift.reward import grading_health
-from relift.sft import build_sft_batch, demonstration_text, micro_batching, replay_draws
+from relift.sft import build_sft_batch, demonstration_text, micro_batching, replay_draws, warmup_fraction
 from relift.state import RunState
 from relift.teacher import Teacher, TeacherQueue, TeacherUnavailable, config_from
 
@@ -260,8 +260,8 @@ class ReLIFTTrainer(RayPPOTrainer):
 
     def _sft_lr(self) -> float:
         """The supervised lr of the next update: linear warm-up over relift.optim.warmup_updates."""
-        warmup = self.relift.optim.warmup_updates
-        return self.relift.optim.lr * (min(1.0, (self.state.counters["sft_updates"] + 1) / warmup) if warmup else 1.0)
+        optim = self.relift.optim
+        return optim.lr * warmup_fraction(self.state.counters["sft_updates"], optim.warmup_updates)
 
     def _sft_update(self, questions: list[HardQuestion]) -> dict:
         """One supervised update on the questions' demonstrations plus relift.replay's shares of the policy's own
