@@ -354,9 +354,13 @@ def _stabilizer_problems(config: DictConfig, batch_fits: bool) -> list[str]:
         problems.append(f"relift.sft_loss.trust_region_alpha={relift.sft_loss.trust_region_alpha} must be in (0, 1]: "
                         "e.g. 0.1")
     for key, warmup in (("replay.taught_warmup_updates", relift.replay.taught_warmup_updates),
-                        ("optim.warmup_updates", relift.optim.warmup_updates)):
+                        ("optim.warmup_updates", relift.optim.warmup_updates),
+                        ("replay.anchor_decay_updates", relift.replay.anchor_decay_updates)):
         if warmup < 0:
-            problems.append(f"relift.{key}={warmup} must be >= 0 (0: no warm-up)")
+            problems.append(f"relift.{key}={warmup} must be >= 0 (0: none)")
+    if not relift.replay.anchor_weight >= 1:
+        problems.append(f"relift.replay.anchor_weight={relift.replay.anchor_weight} must be >= 1: e.g. 1 (own "
+                        "responses weigh as much as a demonstration) or 16")
     if relift.guard.window < 1:
         problems.append(f"relift.guard.window={relift.guard.window} must be >= 1 step: e.g. 5")
     if relift.guard.max_rise is not None and not 0 <= relift.guard.max_rise <= 1:

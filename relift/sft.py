@@ -1,7 +1,7 @@
 """The supervised half of ReLIFT: demonstrations to token tensors, and the token-mean NLL loss.
 
 Pure torch: no veRL, no Ray. `relift.workers` wraps `sft_loss` into veRL's loss-function signature and
-`relift.trainer` calls `replay_draws`, `micro_batching` and `build_sft_batch` on the driver.
+`relift.trainer` calls `replay_draws`, `anchor_weight`, `micro_batching` and `build_sft_batch` on the driver.
 
 Layout of a supervised batch (B demonstrations), identical to veRL's RL layout so that the actor's
 forward pass is reused unchanged:
@@ -129,6 +129,18 @@ def replay_draws(own: int, taught: int, update: int, warmup: int, ranks: int) ->
     return own + taught - grown, grown
 
 
+def anchor_weight(update: int, weight: float, decay_updates: int) -> float:
+    """The loss weight of the policy's own replayed responses, per token and relative to a demonstration's, in
+    supervised update `update` (0-based): `weight` at the first update, falling linearly to 1 at update
+    `decay_updates` and 1 after it (0: `weight` throughout). Why: on the CPU toy the first supervised updates
+    teach a new procedure before the model reads the instruction that tells it apart from what it knew, and
+    it then applies the new one everywhere; a heavy anchor holds what it knew through that phase, and a light
+    one later lets the new skills come as fast as without it (bench/README.md)."""
+    if not decay_updates:
+        return weight
+    return max(1.0, weight - (weight - 1.0) * update / decay_updates)
+
+
 TOKEN_WEIGHTINGS = ("nll", "chord", "trust_region")
 
 
@@ -163,10 +175,13 @@ def sft_loss(
     entropy_coeff: float,
     weighting: str = "nll",
     trust_region_alpha: float = 0.1,
+    sequence_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Token-mean (weighted) NLL over the demonstration tokens of the whole (global) supervised batch.
 
     log_probs, entropy, response_mask: (b, R) for this rank's micro-batch.
+    sequence_weights: (b,) loss weight of each sequence's tokens (`anchor_weight` on replayed own
+    responses), or None for 1; the mean still divides by the token count.
     global_num_tokens: demonstration tokens in the mini-batch summed over all data-parallel ranks.
     The sum is multiplied by dp_size because data-parallel gradient reduction averages over ranks:
     the reduced gradient is then exactly that of the global token mean, whatever the world size.
@@ -178,6 +193,9 @@ def sft_loss(
     mask = response_mask.to(log_probs.dtype)
     nll = -(log_probs * mask).sum() / global_num_tokens
     weights = token_weights(log_probs, weighting, trust_region_alpha)
+    if sequence_weights is not None:
+        seq = sequence_weights.to(log_probs.dtype)[:, None]
+        weights = seq if weights is None else weights * seq
     loss = nll if weights is None else -(weights * log_probs * mask).sum() / global_num_tokens
     if entropy is not None and entropy_coeff != 0.0:
         loss = loss - entropy_coeff * (entropy * mask).sum() / global_num_tokens

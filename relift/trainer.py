@@ -37,6 +37,7 @@ import time
 import warnings
 
 import numpy as np
+import torch
 from verl import DataProto
 from verl.trainer.ppo.ray_trainer import RayPPOTrainer
 from verl.utils import tensordict_utils as tu
@@ -51,7 +52,7 @@ from relift.data import write_text_atomic
 from relift.hardest import group_outcomes
 from relift.layout import strip_think_prefix
 from relift.reward import grading_health
-from relift.sft import build_sft_batch, demonstration_text, micro_batching, replay_draws, warmup_fraction
+from relift.sft import anchor_weight, build_sft_batch, demonstration_text, micro_batching, replay_draws, warmup_fraction
 from relift.state import RunState
 from relift.teacher import Teacher, TeacherQueue, TeacherUnavailable, config_from
 
@@ -266,7 +267,8 @@ class ReLIFTTrainer(RayPPOTrainer):
     def _sft_update(self, questions: list[HardQuestion]) -> dict:
         """One supervised update on the questions' demonstrations plus relift.replay's shares of the policy's own
         earlier correct responses and of demonstrations taught before, the latter growing over
-        relift.replay.taught_warmup_updates (a draw seeded by the update's index, so that a resume draws the same)."""
+        relift.replay.taught_warmup_updates (a draw seeded by the update's index, so that a resume draws the same);
+        the own responses' tokens weigh relift.replay.anchor_weight, decaying over anchor_decay_updates."""
         update = self.state.counters["sft_updates"]
         rng = random.Random(f"{self.config.data.seed}-{update}")
         draws = replay_draws(self.replayed_per_update["share"], self.replayed_per_update["taught_share"], update,
@@ -285,7 +287,11 @@ class ReLIFTTrainer(RayPPOTrainer):
         )
         size = len(questions) + len(replayed)
         lr = self._sft_lr()
-        data = DataProto.from_dict(tensors=sft_batch.tensors, meta_info={"temperature": 1.0})
+        weight = anchor_weight(update, self.relift.replay.anchor_weight, self.relift.replay.anchor_decay_updates)
+        weights = torch.ones(size)
+        weights[len(questions) : len(questions) + min(len(own), len(replayed))] = weight  # own responses come first
+        data = DataProto.from_dict(tensors={**sft_batch.tensors, "sft_weights": weights},
+                                   meta_info={"temperature": 1.0})
         data_td = left_right_2_no_padding(data.to_tensordict())
         tu.assign_non_tensor(
             data_td,
@@ -316,6 +322,7 @@ class ReLIFTTrainer(RayPPOTrainer):
             "relift/sft_lr": lr,
             "relift/sft_replayed": len(replayed),
             "relift/sft_replayed_taught": max(0, len(replayed) - len(own)),  # short pools cut taught ones first
+            "relift/sft_anchor_weight": weight,
             "relift/sft_micro_batch": micro or 0,  # per GPU; 0: cut by tokens
             "relift/sft_demo_tokens": int(sft_batch.tensors["response_mask"][: len(questions)].sum()),
             # the actor process's peak accelerator memory so far, as veRL's actor/perf/* after the RL update

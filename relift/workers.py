@@ -49,6 +49,7 @@ def sft_loss_fn(model_output, data, dp_group=None, *, entropy_coeff: float, weig
         entropy_coeff=entropy_coeff,
         weighting=weighting,
         trust_region_alpha=trust_region_alpha,
+        sequence_weights=data["sft_weights"],
     )
     # veRL averages a metric over DP ranks and sums it over micro-batches; each rank's share of the
     # global token mean is scaled by dp_size like the loss, so that the average is the global NLL.

@@ -207,6 +207,8 @@ def test_main_refuses_a_cluster_address_without_an_auth_mode(tiny):
         (("relift.sft_loss.trust_region_alpha=0",), "relift.sft_loss.trust_region_alpha=0 must be in (0, 1]"),
         (("relift.optim.warmup_updates=-1",), "relift.optim.warmup_updates=-1 must be >= 0"),
         (("relift.replay.taught_warmup_updates=-1",), "relift.replay.taught_warmup_updates=-1 must be >= 0"),
+        (("relift.replay.anchor_decay_updates=-1",), "relift.replay.anchor_decay_updates=-1 must be >= 0"),
+        (("relift.replay.anchor_weight=0.5",), "relift.replay.anchor_weight=0.5 must be >= 1"),
         (("relift.guard.window=0",), "relift.guard.window=0 must be >= 1 step"),
         (("relift.guard.max_rise=1.5",), "relift.guard.max_rise=1.5 must be in [0, 1] or null"),
     ],
@@ -232,6 +234,6 @@ def test_replayed_responses_split_over_ranks(overrides, replayed):
 
 def test_the_paper_is_one_switch_away():
     paper = composed("interleave=paper").relift
-    assert paper.replay.share == paper.replay.taught_share == 0
+    assert paper.replay.share == paper.replay.taught_share == 0 and paper.replay.anchor_weight == 1
     assert paper.guard.max_rise is None and paper.optim.warmup_updates == 0
     assert paper.sft_loss.weighting == "nll" and paper.entropy_coeff == 0.001

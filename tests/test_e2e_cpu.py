@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from relift.best import validation_score
-from relift.sft import replay_draws
+from relift.sft import anchor_weight, replay_draws
 from relift.toy.runs import read_metrics
 
 pytestmark = pytest.mark.e2e
@@ -304,8 +304,9 @@ def test_a_save_into_a_read_only_folder_fails_clearly_and_keeps_the_previous_che
 
 
 def test_stabilizers_run_through_the_trainer_and_resume(tiny, tmp_path):
-    """Replay, lr warm-up, the trust-region loss, the guard and the update-size log in the real trainer, on the
-    warm-started model (it solves copy questions: the replay pool fills), and their state across a resume."""
+    """Replay and its anchor weight, lr warm-up, the trust-region loss, the guard and the update-size log in the
+    real trainer, on the warm-started model (it solves copy questions: the replay pool fills), and their state
+    across a resume."""
     out = str(tmp_path)
     common = [
         f"actor_rollout_ref.model.path={tiny['warm_model']}",
@@ -315,6 +316,8 @@ def test_stabilizers_run_through_the_trainer_and_resume(tiny, tmp_path):
         "relift.replay.share=0.5",  # 8 own responses and 4 taught demonstrations per update of 4 new ones
         "relift.replay.taught_share=0.25",
         "relift.replay.taught_warmup_updates=4",  # 1, 2, 3 then 4 taught demonstrations per update
+        "relift.replay.anchor_weight=4",  # own responses weigh 4, 2.5 then 1
+        "relift.replay.anchor_decay_updates=2",
         "relift.optim.warmup_updates=2",
         "relift.sft_loss.weighting=trust_region",
         "relift.guard.max_rise=0.5",
@@ -335,6 +338,8 @@ def test_stabilizers_run_through_the_trainer_and_resume(tiny, tmp_path):
     # The taught pool holds 4 per earlier update: without the warm-up the second update would replay 4.
     assert all(r["relift/sft_replayed_taught"] <= replay_draws(8, 4, r["relift/sft_updates_total"] - 1, 4, 1)[1]
                for r in updates), [r["relift/sft_replayed_taught"] for r in updates]
+    assert [r["relift/sft_anchor_weight"] for r in updates] == pytest.approx(
+        [anchor_weight(r["relift/sft_updates_total"] - 1, 4.0, 2) for r in updates])
     assert rows[-1]["relift/taught_pool"] == 4 * rows[-1]["relift/sft_updates_total"]  # every demonstration fits
     assert all(0 < r["relift/sft_update_size"] < 0.1 for r in updates)
     assert all(0 < r["actor/update_size"] < 0.1 for r in rows)

@@ -4,6 +4,7 @@ import torch
 from relift.layout import strip_think_prefix
 from relift.sft import (
     TOKEN_WEIGHTINGS,
+    anchor_weight,
     build_sft_batch,
     demonstration_text,
     micro_batching,
@@ -56,6 +57,33 @@ def test_loss_is_global_token_mean_across_ranks():
     loss.backward()
     # averaged over 2 ranks, each token's gradient is -1/4: the gradient of the mean over all 4 tokens
     assert (log_probs.grad / 2).tolist() == [[-0.25, -0.25]]
+
+
+def test_sequence_weights_scale_each_sequence_and_keep_the_token_mean():
+    log_probs = torch.tensor([[-1.0, -2.0], [-3.0, -100.0]], requires_grad=True)
+    mask = torch.tensor([[1, 1], [1, 0]])
+    loss, nll = sft_loss(log_probs, None, mask, global_num_tokens=3.0, dp_size=1, entropy_coeff=0.0,
+                         sequence_weights=torch.tensor([1.0, 4.0]))
+    assert loss.item() == pytest.approx((1 + 2 + 4 * 3) / 3) and nll.item() == pytest.approx(2.0)  # nll: unweighted
+    loss.backward()
+    assert log_probs.grad.flatten().tolist() == pytest.approx([-1 / 3, -1 / 3, -4 / 3, 0.0])
+    # with a per-token weighting the two weights multiply
+    weighted, _ = sft_loss(log_probs, None, mask, global_num_tokens=3.0, dp_size=1, entropy_coeff=0.0,
+                           weighting="trust_region", trust_region_alpha=1.0, sequence_weights=torch.tensor([1.0, 4.0]))
+    p = log_probs.detach().exp()
+    assert weighted.item() == pytest.approx(-(p[0, 0] * -1 + p[0, 1] * -2 + 4 * p[1, 0] * -3).item() / 3)
+
+
+@pytest.mark.parametrize(("update", "weight", "decay", "expected"), [
+    (0, 16.0, 20, 16.0),  # the first update weighs the configured value
+    (10, 16.0, 20, 8.5),  # halfway down to 1
+    (20, 16.0, 20, 1.0),
+    (35, 16.0, 20, 1.0),  # and 1 after the decay
+    (35, 4.0, 0, 4.0),  # no decay: constant
+    (0, 1.0, 20, 1.0),  # 1: off
+])
+def test_anchor_weight_falls_linearly_to_one(update, weight, decay, expected):
+    assert anchor_weight(update, weight, decay) == pytest.approx(expected)
 
 
 def test_entropy_bonus_lowers_loss():
