@@ -353,11 +353,11 @@ def _stabilizer_problems(config: DictConfig, batch_fits: bool) -> list[str]:
     if not 0 < relift.sft_loss.trust_region_alpha <= 1:
         problems.append(f"relift.sft_loss.trust_region_alpha={relift.sft_loss.trust_region_alpha} must be in (0, 1]: "
                         "e.g. 0.1")
-    for key, warmup in (("replay.taught_warmup_updates", relift.replay.taught_warmup_updates),
-                        ("optim.warmup_updates", relift.optim.warmup_updates),
-                        ("replay.anchor_decay_updates", relift.replay.anchor_decay_updates)):
-        if warmup < 0:
-            problems.append(f"relift.{key}={warmup} must be >= 0 (0: none)")
+    for key, count in (("replay.taught_warmup_updates", relift.replay.taught_warmup_updates),
+                       ("optim.warmup_updates", relift.optim.warmup_updates),
+                       ("replay.anchor_decay_updates", relift.replay.anchor_decay_updates)):
+        if count < 0:
+            problems.append(f"relift.{key}={count} must be >= 0 (0: none)")
     if not relift.replay.anchor_weight >= 1:
         problems.append(f"relift.replay.anchor_weight={relift.replay.anchor_weight} must be >= 1: e.g. 1 (own "
                         "responses weigh as much as a demonstration) or 16")
