@@ -133,10 +133,10 @@ def anchor_weight(update: int, weight: float, decay_updates: int) -> float:
     """The loss weight of the policy's own replayed responses, per token and relative to a demonstration's, in
     supervised update `update` (0-based): `weight` at update 0, falling linearly to 1 at update
     `decay_updates` (the first `decay_updates` updates weigh more than 1) and 1 after it (0: `weight`
-    throughout). Why: on the CPU toy the first supervised updates
-    teach a new procedure before the model reads the instruction that tells it apart from what it knew, and
-    it then applies the new one everywhere; a heavy anchor holds what it knew through that phase, and a light
-    one later lets the new skills come as fast as without it (bench/README.md)."""
+    throughout). Why: on the CPU toy the first supervised updates teach a new procedure before the model
+    reads the instruction that tells it apart from what it knew, and it then applies the new one
+    everywhere; a heavy anchor holds what it knew through that phase, and a light one later lets the new
+    skills come as fast as without it (bench/README.md)."""
     if not decay_updates:
         return weight
     return max(1.0, weight - (weight - 1.0) * update / decay_updates)
