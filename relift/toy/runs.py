@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -32,25 +33,35 @@ def toy_config(*overrides: str) -> DictConfig:
 
 
 def run_logged(cmd: list[str], log_path: str | None = None, env: dict | None = None) -> None:
-    """Run a command; with `log_path`, its output goes to the file and relift's own lines to the terminal."""
+    """Run a command; with `log_path`, its output goes to the file and relift's own lines to the terminal.
+    A SIGTERM to this process (`kill <pid>` of make demo or make bench) is passed on to the command, which
+    then stops its own processes (relift.main shuts its Ray down), instead of leaving it running."""
     print("$ " + " ".join(cmd), flush=True)
-    if log_path is None:
-        subprocess.run(cmd, check=True, env=env)
-        return
+    piped = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True} if log_path else {}
+    process = subprocess.Popen(cmd, env=env, **piped)
+    previous = signal.signal(signal.SIGTERM, lambda *_: process.terminate())
+    try:
+        if log_path is not None:
+            _relay(process.stdout, log_path)
+        code = process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code:
+        raise SystemExit(f"{' '.join(cmd[1:3])} failed (exit {code})" + (f"; full log: {log_path}" if log_path else ""))
+
+
+def _relay(stream, log_path: str) -> None:
+    """Every line to the log file; ReLIFT's one line per step and its blocks (a `[relift]` header, then
+    indented lines: the compute summary) and errors to the terminal."""
     with open(log_path, "w") as log:
-        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         in_block = False
-        for line in process.stdout:
+        for line in stream:
             log.write(line)
             log.flush()
-            # The full veRL/Ray log goes to the file; the terminal gets ReLIFT's one line per step and its
-            # blocks (a `[relift]` header, then indented lines: the compute summary).
             text = line.split("[0m ", 1)[-1].rstrip()
             in_block = (in_block and text.startswith("  ")) or "[relift]" in line
             if in_block or "Error" in line or "Traceback" in line:
                 print(text, flush=True)
-        if process.wait():
-            raise SystemExit(f"training failed (exit {process.returncode}); full log: {log_path}")
 
 
 def build_inputs(out: str, steps: int, seed: int = 0, warm_start_steps: int = WARM_START_STEPS) -> dict[str, str]:

@@ -7,7 +7,8 @@ only when `trainer.device=cpu`. On GPUs nothing here is loaded: veRL's CUDA plat
 - a "cpu" platform (`cpu_platform.PlatformCPU`) in veRL's `PlatformRegistry`;
 - veRL's FSDP language-model engine registered for device "cpu" in its `EngineRegistry`;
 - an "hf" rollout (`hf_rollout`) in veRL's rollout and replica registries;
-- no NUMA binding of workers (it asks NVML for a GPU's CPUs).
+- no NUMA binding of workers (it asks NVML for a GPU's CPUs);
+- per-token log-probabilities in chunks of rows instead of veRL's loop over tokens (`relift.log_probs`).
 """
 
 import warnings
@@ -31,3 +32,10 @@ hf_rollout.register()
 import verl.workers.engine_workers  # noqa: E402
 
 verl.workers.engine_workers.set_numa_affinity = lambda: None
+
+# veRL's log-probability fallback without flash-attn loops over tokens in Python (relift/log_probs.py).
+import verl.utils.torch_functional  # noqa: E402
+
+from relift import log_probs  # noqa: E402
+
+verl.utils.torch_functional.logprobs_from_logits_v2 = log_probs.logprobs_from_logits
