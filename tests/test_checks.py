@@ -237,6 +237,3 @@ def test_the_paper_is_one_switch_away():
     assert paper.replay.share == paper.replay.taught_share == 0 and paper.replay.anchor_weight == 1
     assert paper.guard.max_rise is None and paper.optim.warmup_updates == 0
     assert paper.sft_loss.weighting == "nll" and paper.entropy_coeff == 0.001
-    # The toy caps its buffer; the paper's interleaving on the toy (make bench's relift_paper) does not.
-    assert composed("device=cpu", "toy=digits").relift.buffer_capacity is not None
-    assert composed("device=cpu", "toy=digits", "interleave=paper").relift.buffer_capacity is None
