@@ -48,7 +48,7 @@ def test_the_cpu_extension_routes_verl_to_the_chunked_version():
     """In a process where veRL loads relift's CPU extension, as every process of a device=cpu run does."""
     script = (
         "import torch, verl.utils.torch_functional as F\n"
-        "from relift import cpu, log_probs\n"
+        "from relift import log_probs\n"
         "assert F.logprobs_from_logits_v2 is log_probs.logprobs_from_logits, F.logprobs_from_logits_v2\n"
         "x, y = torch.randn(300, 17), torch.randint(0, 17, (300,))\n"
         "torch.testing.assert_close(F.logprobs_from_logits(x, y), torch.log_softmax(x, -1)[torch.arange(300), y])\n"
