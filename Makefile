@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-cpu
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test bench clean
 
 # CPU install path: torch first (the local CPU build), then everything else under a constraint that
 # keeps it; verl's extras would otherwise pull torch 2.11 with CUDA.
@@ -24,20 +24,21 @@ install: $(STAMP)
 demo: install
 	$(PY) -m relift.demo --out outputs/cpu-demo
 
-# Unit tests and the end-to-end CPU runs (Ray on 127.0.0.2); slow tests are opt-in (make test-all).
-# Lint first (ruff, pyproject.toml). The tests write only under temporary folders: the run fails if it
-# changed what git sees in the tree.
+# Lint (ruff, pyproject.toml), then every test: unit tests and the end-to-end CPU runs (Ray on 127.0.0.2).
+# Each test's duration goes to outputs/tests/junit.xml, the ten slowest to the console. The tests write
+# only under temporary folders: the run fails if it changed what git sees or wrote any file in the
+# checkout, ignored folders included (caches and that report aside).
 test: install
 	$(VENV)/bin/ruff check .
-	@before="$$(git status --porcelain 2>&1)"; \
-	$(PY) -m pytest -q --durations=10 -m "not slow"; status=$$?; \
+	@mkdir -p outputs/tests; marker="$$(mktemp)"; before="$$(git status --porcelain 2>&1)"; \
+	$(PY) -m pytest -q -p no:cacheprovider --durations=10 --junitxml=outputs/tests/junit.xml; status=$$?; \
 	after="$$(git status --porcelain 2>&1)"; \
+	written="$$(find . \( -path ./.git -o -path ./.venv -o -path ./outputs/tests -o -name __pycache__ \) -prune \
+		-o -newer "$$marker" ! -type d -print)"; rm -f "$$marker"; \
 	if [ "$$before" != "$$after" ]; then \
 		echo "make test changed the tree (git status before / after):"; diff <(echo "$$before") <(echo "$$after"); exit 1; \
-	fi; exit $$status
-
-test-all: install
-	$(PY) -m pytest -q
+	fi; \
+	if [ -n "$$written" ]; then echo "make test wrote into the checkout:"; echo "$$written"; exit 1; fi; exit $$status
 
 bench: install
 	$(PY) -m bench.grading --out bench/results/grading.json

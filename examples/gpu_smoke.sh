@@ -32,7 +32,7 @@ for arm in relift grpo; do
         relift.sft_trigger_size=8 relift.sft_micro_batch_size_per_gpu=null relift.max_target_len=64 \
         actor_rollout_ref.rollout.tensor_model_parallel_size=1 trainer.n_gpus_per_node=1 \
         trainer.total_epochs=1 trainer.total_training_steps=3 trainer.test_freq=-1 trainer.save_freq=-1 \
-        trainer.logger='[console,file]' trainer.default_local_dir="$OUT/checkpoints/$arm" \
+        trainer.logger='[console,file]' trainer.default_local_dir="$OUT/checkpoints/$arm" hydra.run.dir="$OUT/hydra/$arm" \
         "$@" > "$OUT/$arm.log" 2>&1 || { tail -40 "$OUT/$arm.log"; echo "[gpu_smoke] $arm failed: $OUT/$arm.log"; exit 1; }
     echo "[gpu_smoke] $arm: 3 steps done ($OUT/$arm.log)"
 done

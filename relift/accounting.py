@@ -12,11 +12,6 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-SUMMARY_FILE = "summary.json"
-# The totals of a run so far, in each checkpoint folder of the SFT-only baseline (ReLIFT's are in
-# relift_state.json).
-CHECKPOINT_FILE = "relift_account.json"
-
 
 @dataclass
 class Account:

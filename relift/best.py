@@ -16,8 +16,8 @@ import os
 import re
 import shutil
 
-BEST_LINK = "best"
-INFO_FILE = "relift_best.json"
+from relift.checkpoints import BEST_FOLDER, BEST_INFO_FILE, BEST_LINK
+
 _CORE = re.compile(r"^val-core/.+/(acc|reward)/mean@\d+$")  # data sources may contain "/"
 
 
@@ -25,6 +25,12 @@ def validation_score(metrics: dict) -> float | None:
     """Mean of veRL's per-source core validation means; None without validation metrics."""
     values = [float(value) for key, value in metrics.items() if _CORE.match(key)]
     return sum(values) / len(values) if values else None
+
+
+def improves(score: float | None, best_so_far: float | None) -> bool:
+    """Whether a validation score makes a new best model: strictly above the best so far (the first of equal
+    scores is kept), and any score when there is none yet."""
+    return score is not None and (best_so_far is None or score > best_so_far)
 
 
 def point_link(link: str, target: str) -> None:
@@ -37,14 +43,14 @@ def point_link(link: str, target: str) -> None:
 def publish(staged_model: str, run_dir: str, step: int, info: dict) -> str:
     """Move a fully written Hugging Face model folder to `run_dir/best_step_<step>`, point `run_dir/best`
     at it and remove the previous best. Returns the new folder."""
-    with open(os.path.join(staged_model, INFO_FILE), "w") as f:
+    with open(os.path.join(staged_model, BEST_INFO_FILE), "w") as f:
         json.dump(info, f, indent=2)
-    folder = os.path.join(run_dir, f"best_step_{step}")
+    folder = os.path.join(run_dir, BEST_FOLDER.format(step=step))
     if os.path.exists(folder):  # the same step validated again after a resume
         shutil.rmtree(folder)
     os.rename(staged_model, folder)
     point_link(os.path.join(run_dir, BEST_LINK), os.path.basename(folder))
-    for old in glob.glob(os.path.join(run_dir, "best_step_*")):
+    for old in glob.glob(os.path.join(run_dir, BEST_FOLDER.format(step="*"))):
         if old != folder:
             shutil.rmtree(old)
     return folder

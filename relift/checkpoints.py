@@ -3,7 +3,8 @@
     <trainer.default_local_dir>/
         latest_checkpointed_iteration.txt            veRL's tracker: the step of the latest complete checkpoint
         global_step_<N>/
-            relift_state.json                         ReLIFT's buffer, counters, best score (relift.trainer)
+            relift_state.json                         ReLIFT's buffer, counters, best score (relift.state)
+            relift_account.json                       the SFT-only baseline's compute totals (relift.sft_baseline)
             data.pt                                   the dataloader's position
             actor/                                    veRL's FSDPCheckpointManager, per rank r of W:
                 model_world_size_<W>_rank_<r>.pt        "model": the rank's shard of the weights
@@ -12,6 +13,8 @@
                 relift_sft_optimizer_rank<r>.pt         the supervised AdamW's shard (relift.workers, relift.enable)
                 huggingface/                            config and tokenizer; the whole model with "hf_model"
         best -> best_step_<N>/                        the best model by validation, Hugging Face format (relift.best)
+            relift_best.json                          its step, score and validation metrics
+        summary.json                                  the run's compute totals, written at its end (relift.accounting)
 
 Sizes (veRL 0.9.1, verl/utils/checkpoint/fsdp_checkpoint_manager.py): the actor trains in
 `actor_rollout_ref.actor.fsdp_config.model_dtype` (fp32; FSDP2's mixed precision casts to bf16 only
@@ -28,8 +31,15 @@ import shutil
 
 from omegaconf import DictConfig
 
+# The layout's names, each used by name from here only.
+TRACKER_FILE = "latest_checkpointed_iteration.txt"  # veRL's
 STATE_FILE = "relift_state.json"
-TRACKER_FILE = "latest_checkpointed_iteration.txt"
+ACCOUNT_FILE = "relift_account.json"
+SFT_OPTIMIZER_FILE = "relift_sft_optimizer_rank{rank}.pt"
+BEST_LINK = "best"
+BEST_FOLDER = "best_step_{step}"
+BEST_INFO_FILE = "relift_best.json"
+SUMMARY_FILE = "summary.json"
 
 
 def latest_step(checkpoint_dir: str) -> int | None:
@@ -56,7 +66,7 @@ def resume_folder(config: DictConfig) -> str | None:
 def resume_state_missing(path: str) -> str:
     return (
         f"{path} is missing: this checkpoint has no ReLIFT buffer (written by a run with "
-        "relift.enable=false, or killed mid-save by a relift older than the state-first save); set "
+        "relift.enable=false, or copied without it); set "
         "relift.resume_without_state=true to resume from it with an empty buffer, or "
         "trainer.resume_mode=disable to start afresh"
     )
@@ -167,7 +177,7 @@ def disk_plan(config: DictConfig, steps: int) -> DiskPlan:
     validates = trainer.test_freq > 0 or trainer.val_before_train
     best_copies = 0
     if config.relift.save_best and validates:
-        best_copies = 1 if os.path.lexists(os.path.join(trainer.default_local_dir, "best")) else 2
+        best_copies = 1 if os.path.lexists(os.path.join(trainer.default_local_dir, BEST_LINK)) else 2
     return DiskPlan(
         folder=trainer.default_local_dir, save_freq=trainer.save_freq, keep=trainer.get("max_actor_ckpt_to_keep"),
         world_size=trainer.n_gpus_per_node * trainer.nnodes, parameters=parameters,

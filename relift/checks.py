@@ -42,6 +42,7 @@ import os
 from omegaconf import DictConfig, OmegaConf
 
 from relift.checkpoints import STATE_FILE, resume_folder, resume_state_missing
+from relift.sft_plan import SupervisedSettings, replayed_counts
 
 ACTOR, REF, ROLLOUT = "actor_rollout_ref.actor", "actor_rollout_ref.ref", "actor_rollout_ref.rollout"
 
@@ -173,7 +174,7 @@ def _step_problems(config: DictConfig, dp: dict[str, int], world: int) -> list[s
 
 def _rl_micro_batch_problems(config: DictConfig, dp: dict[str, int], world: int) -> list[str]:
     # Fixed micro-batches must divide each rank's share exactly (verl/workers/engine/utils.py,
-    # prepare_micro_batches); found on two CPU ranks, where the CPU overlay's 32 exceeded the 16 per rank.
+    # prepare_micro_batches).
     arr = config.actor_rollout_ref
     n, batch = arr.rollout.n, config.data.train_batch_size
     shares = [
@@ -281,7 +282,7 @@ def _supervised_problems(config: DictConfig, dp: int, world: int) -> list[str]:
                 "set relift.sft_micro_batch_size_per_gpu=null, or use_dynamic_bsz=false"
             ]
         return []
-    # Any size splits: relift.sft.micro_batching falls back to the largest divisor of each rank's batch.
+    # Any size splits: relift.sft_plan.micro_batching falls back to the largest divisor of each rank's batch.
     if micro is not None and micro < 1:
         return [f"relift.sft_micro_batch_size_per_gpu={micro} must be at least 1 (or null: the actor's "
                 f"{ACTOR}.ppo_micro_batch_size_per_gpu)"]
@@ -297,47 +298,38 @@ def resume_problem(config: DictConfig) -> str | None:
     return None if os.path.exists(path) else resume_state_missing(path)
 
 
-def supervised_split(config: DictConfig) -> tuple[int, int | None]:
-    """(the actor's data-parallel size, the most sequences per supervised micro-batch per rank, or None with
-    dynamic batch sizes): the arguments of `relift.sft.micro_batching`."""
-    actor = config.actor_rollout_ref.actor
-    dp = config.trainer.n_gpus_per_node * config.trainer.nnodes // ulysses_size(actor)
-    if actor.use_dynamic_bsz:
-        return dp, None
-    return dp, config.relift.sft_micro_batch_size_per_gpu or actor.ppo_micro_batch_size_per_gpu
-
-
-REPLAY_SOURCES = ("share", "taught_share")
-
-
-def replayed_per_update(config: DictConfig) -> dict[str, int]:
-    """Replayed responses added to each supervised update of sft_trigger_size new demonstrations, per source:
-    "share", the policy's own correct responses, and "taught_share", demonstrations already trained on. Each
-    is its share of the whole batch, rounded down to a multiple of the data-parallel size."""
-    relift, (unit, _) = config.relift, supervised_split(config)
-    shares = {source: relift.replay[source] for source in REPLAY_SOURCES}
-    new = 1 - sum(shares.values())
-    if new <= 0 or min(shares.values()) < 0:
-        return dict.fromkeys(REPLAY_SOURCES, 0)
-    return {source: int(relift.sft_trigger_size * share / new) // unit * unit for source, share in shares.items()}
+def supervised_settings(config: DictConfig) -> SupervisedSettings:
+    """The configuration's keys that ReLIFT's supervised updates follow (relift.sft_plan)."""
+    relift, actor = config.relift, config.actor_rollout_ref.actor
+    ranks = config.trainer.n_gpus_per_node * config.trainer.nnodes // ulysses_size(actor)
+    largest = relift.sft_micro_batch_size_per_gpu or actor.ppo_micro_batch_size_per_gpu
+    own, taught = replayed_counts(relift.sft_trigger_size, relift.replay.share, relift.replay.taught_share, ranks)
+    return SupervisedSettings(
+        new=relift.sft_trigger_size, max_updates_per_step=relift.max_sft_updates_per_step, ranks=ranks,
+        largest_micro_batch=None if actor.use_dynamic_bsz else largest, own=own, taught=taught,
+        taught_warmup_updates=relift.replay.taught_warmup_updates, lr=relift.optim.lr,
+        warmup_updates=relift.optim.warmup_updates, anchor_weight=relift.replay.anchor_weight,
+        anchor_decay_updates=relift.replay.anchor_decay_updates, max_target_len=relift.max_target_len,
+        correct_threshold=relift.correct_threshold, seed=config.data.seed,
+    )
 
 
 def _replay_problems(config: DictConfig, batch_fits: bool) -> list[str]:
-    relift = config.relift
-    replay, counts = relift.replay, replayed_per_update(config)
+    relift, settings = config.relift, supervised_settings(config)
+    replay = relift.replay
     if min(replay.share, replay.taught_share) < 0 or replay.share + replay.taught_share >= 1:
         return [f"relift.replay.share={replay.share} and relift.replay.taught_share={replay.taught_share} must "
                 "be >= 0 and leave room for new demonstrations (sum < 1): e.g. 0.5 and 0.25"]
     problems = []
-    for source in REPLAY_SOURCES:
+    for key, count in (("share", settings.own), ("taught_share", settings.taught)):
         # The replay unit is the data-parallel size: while that one is refused, its fix comes first.
-        if batch_fits and replay[source] > 0 and not counts[source]:
+        if batch_fits and replay[key] > 0 and not count:
             problems.append(
-                f"relift.replay.{source}={replay[source]} replays no response: its share of a batch of "
+                f"relift.replay.{key}={replay[key]} replays no response: its share of a batch of "
                 f"relift.sft_trigger_size={relift.sft_trigger_size} new demonstrations is below "
-                f"{supervised_split(config)[0]} (one per data-parallel rank); raise it"
+                f"{settings.ranks} (one per data-parallel rank); raise it"
             )
-    if any(counts.values()) and not (replay.pool_size or 0) > 0:
+    if (settings.own or settings.taught) and not (replay.pool_size or 0) > 0:
         problems.append(f"relift.replay.pool_size={replay.pool_size} must be positive: e.g. 256")
     return problems
 

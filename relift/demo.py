@@ -23,6 +23,7 @@ import shutil
 import time
 
 from relift import accounting
+from relift.checkpoints import SUMMARY_FILE
 from relift.data import write_atomic, write_text_atomic
 from relift.toy.digit_tasks import TYPES
 from relift.toy.runs import VAL_PER_TYPE, build_inputs, held_out, latest_hf_model, read_metrics, train
@@ -106,9 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     shutil.rmtree(final_model, ignore_errors=True)
     shutil.copytree(latest_hf_model(os.path.join(out, "checkpoints")), final_model)
     plot(rows, curve, os.path.join(out, "relift.png"), "ReLIFT on CPU: tiny Qwen2 warm-started on copy")
-    compute = accounting.load(os.path.join(out, "checkpoints", accounting.SUMMARY_FILE))
+    compute = accounting.load(os.path.join(out, "checkpoints", SUMMARY_FILE))
     summary = summarize(rows, curve, time.time() - start, compute.summary())
-    write_text_atomic(os.path.join(out, "summary.json"), json.dumps(summary, indent=2))
+    write_text_atomic(os.path.join(out, SUMMARY_FILE), json.dumps(summary, indent=2))
 
     before, after = summary["held_out_before"], summary["held_out_after"]
     lowest = summary[f"lowest_{KEPT}"]

@@ -3,8 +3,8 @@
 Without flash-attn's cross-entropy kernel (so on CPU), veRL 0.9.1's `logprobs_from_logits` calls
 `logprobs_from_logits_v2`, which loops in Python over the first dimension to bound peak memory. In the
 no-padding layout relift trains with on CPU, that dimension is every token of the micro-batch: one
-`logsumexp` per token forward and one autograd node per token backward. On the CPU toy that loop took
-about a quarter of each update's time (bench/README.md, "Log-probabilities in chunks"). This version
+`logsumexp` per token forward and one autograd node per token backward, a large share of an update's
+time on CPU (bench/README.md, "Log-probabilities in chunks"). This version
 computes the same values over chunks of rows, which bounds peak memory the same way.
 """
 

@@ -15,9 +15,9 @@ import hydra
 from omegaconf import DictConfig
 
 from relift import cpu
-from relift.checks import replayed_per_update, supervised_split
+from relift.checks import supervised_settings
 from relift.preflight import preflight, training_steps
-from relift.sft import micro_batching
+from relift.sft_plan import describe
 
 
 def plan(config: DictConfig, rows: int, checkpoints: list[str]) -> str:
@@ -32,7 +32,7 @@ def plan(config: DictConfig, rows: int, checkpoints: list[str]) -> str:
         f"device {trainer.device}",
         f"per step          {data.train_batch_size} prompts x {n} responses = {data.train_batch_size * n}, "
         f"{data.train_batch_size * n // gpus} per GPU",
-        f"supervised        {supervised(config)}",
+        "supervised        " + "\n                    ".join(supervised(config)),
         f"steps             {steps} ({rows} rows: {per_epoch} per epoch x {trainer.total_epochs} epochs"
         f"{'' if not trainer.total_training_steps else ', capped by trainer.total_training_steps'})",
         *checkpoints,
@@ -42,19 +42,10 @@ def plan(config: DictConfig, rows: int, checkpoints: list[str]) -> str:
     return "[relift] dry run: configuration and data valid; nothing started\n  " + "\n  ".join(lines)
 
 
-def supervised(config: DictConfig) -> str:
-    relift = config.relift
-    if not relift.enable:
-        return "off (relift.enable=false)"
-    replayed = replayed_per_update(config)
-    dp, largest = supervised_split(config)
-    kept, micro = micro_batching(relift.sft_trigger_size, sum(replayed.values()), dp, largest)
-    own = min(replayed["share"], kept)  # the taught ones are cut first
-    taught = kept - own
-    return (f"{relift.sft_trigger_size} new demonstrations + {own} own responses + {taught} taught demonstrations "
-            f"per update = {(relift.sft_trigger_size + kept) // dp} per GPU, micro-batches "
-            f"{'by tokens (dynamic batching)' if micro is None else f'of {micro}'}; "
-            f"lr {relift.optim.lr:g} after {relift.optim.warmup_updates} warm-up updates")
+def supervised(config: DictConfig) -> list[str]:
+    if not config.relift.enable:
+        return ["off (relift.enable=false)"]
+    return describe(supervised_settings(config))
 
 
 def run(config: DictConfig) -> None:

@@ -276,3 +276,13 @@ HEALTH_METRICS = {
 def grading_health(extra: Mapping[str, np.ndarray]) -> dict[str, int]:
     """Counts of one step's responses per flag; keys another reward function does not return are left out."""
     return {name: int(np.sum(extra[key])) for key, name in HEALTH_METRICS.items() if key in extra}
+
+
+def grading_stop(health: Mapping[str, int]) -> str | None:
+    """Why a step must stop instead of training, from its `grading_health`: grading failed for every answer
+    sent to the grader processes (every reward would be 0 and every question look hardest); None otherwise."""
+    answers = health.get("grader/answers", 0)
+    if answers and health.get("grader/failures", 0) == answers:
+        return (f"grading failed for all {answers} answers sent to the grader processes (the reward workers' log "
+                "above has the first error): stopping instead of training on rewards of 0")
+    return None

@@ -1,7 +1,7 @@
 """The supervised half of ReLIFT: demonstrations to token tensors, and the token-mean NLL loss.
 
 Pure torch: no veRL, no Ray. `relift.workers` wraps `sft_loss` into veRL's loss-function signature and
-`relift.trainer` calls `replay_draws`, `anchor_weight`, `micro_batching` and `build_sft_batch` on the driver.
+`relift.interleave` calls `build_sft_batch` on the driver; what each update trains on is `relift.sft_plan`.
 
 Layout of a supervised batch (B demonstrations), identical to veRL's RL layout so that the actor's
 forward pass is reused unchanged:
@@ -87,59 +87,6 @@ def build_sft_batch(
         "response_mask": response_mask,
     }
     return SFTBatch(tensors=tensors, truncated=truncated)
-
-
-def micro_batching(new: int, replayed: int, ranks: int, largest: int | None) -> tuple[int, int | None]:
-    """How a supervised batch of `new` demonstrations plus up to `replayed` replayed responses splits over
-    `ranks` data-parallel ranks and into micro-batches of at most `largest` sequences per rank (None:
-    dynamic batch sizes, micro-batches cut by tokens). `new` must be a multiple of `ranks`.
-
-    Returns (replayed responses to keep, micro-batch size per rank or None). Each rank's share of n
-    sequences runs in n // m equal micro-batches of m <= `largest` (veRL's prepare_micro_batches needs an
-    exact split), cutting the n % m (< m) left over from the replayed responses: m is the size with the
-    fewest forwards plus responses cut, the larger on a tie, among those the replayed responses can pay
-    for. So 40 with at most 32 runs as 2 x 20 (not 32, cutting 8), and 7 with at most 2 as 3 x 2.
-    """
-    if new % ranks:
-        raise ValueError(f"{new} new demonstrations do not split over {ranks} data-parallel ranks")
-    kept = replayed // ranks * ranks
-    if largest is None:
-        return kept, None
-    share, spare = (new + kept) // ranks, kept // ranks
-    micro = min((m for m in range(1, min(largest, share) + 1) if share % m <= spare),
-                key=lambda m: (share // m + share % m, -m))
-    return kept - share % micro * ranks, micro
-
-
-def warmup_fraction(update: int, warmup: int) -> float:
-    """The linear warm-up factor of supervised update `update` (0-based) over `warmup` updates (0: none, 1.0),
-    shared by the supervised lr and the taught-replay share: (update + 1) / warmup, at most 1."""
-    return min(1.0, (update + 1) / warmup) if warmup else 1.0
-
-
-def replay_draws(own: int, taught: int, update: int, warmup: int, ranks: int) -> tuple[int, int]:
-    """How many of the policy's own correct responses and of the demonstrations taught before supervised
-    update `update` (0-based) replays, out of the configured `own` and `taught` per update (multiples of
-    `ranks`). Over the first `warmup` updates (0: none) the taught ones grow linearly, rounded down to a
-    multiple of `ranks`, and own responses fill the rest, so the batch size stays own + taught. Why: on
-    the CPU toy, demonstrations taught before are what learn the new skills fast, and early in a run,
-    while the model cannot yet tell the tasks apart, they are also what cuts what it knew (bench/README.md).
-    """
-    grown = int(taught * warmup_fraction(update, warmup)) // ranks * ranks
-    return own + taught - grown, grown
-
-
-def anchor_weight(update: int, weight: float, decay_updates: int) -> float:
-    """The loss weight of the policy's own replayed responses, per token and relative to a demonstration's, in
-    supervised update `update` (0-based): `weight` at update 0, falling linearly to 1 at update
-    `decay_updates` (the first `decay_updates` updates weigh more than 1) and 1 after it (0: `weight`
-    throughout). Why: on the CPU toy the first supervised updates teach a new procedure before the model
-    reads the instruction that tells it apart from what it knew, and it then applies the new one
-    everywhere; a heavy anchor holds what it knew through that phase, and a light one later lets the new
-    skills come as fast as without it (bench/README.md)."""
-    if not decay_updates:
-        return weight
-    return max(1.0, weight - (weight - 1.0) * update / decay_updates)
 
 
 TOKEN_WEIGHTINGS = ("nll", "chord", "trust_region")

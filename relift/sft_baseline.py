@@ -48,6 +48,7 @@ import warnings
 from functools import partial
 
 from relift import accounting, cpu
+from relift.checkpoints import ACCOUNT_FILE, SUMMARY_FILE
 from relift.data import write_text_atomic
 
 CHECK_ROWS = 8
@@ -88,15 +89,15 @@ def epoch_resuming_trainer(config):
             super().__init__(config)  # loads the latest checkpoint
             self.wall_before = 0.0  # the wall time of the sessions before a resume, saved with each checkpoint
             folder = os.path.join(config.trainer.default_local_dir, f"global_step_{self.resume_global_step}")
-            if self.resume_global_step and os.path.exists(os.path.join(folder, accounting.CHECKPOINT_FILE)):
-                self.wall_before = accounting.load(os.path.join(folder, accounting.CHECKPOINT_FILE)).wall_s
+            if self.resume_global_step and os.path.exists(os.path.join(folder, ACCOUNT_FILE)):
+                self.wall_before = accounting.load(os.path.join(folder, ACCOUNT_FILE)).wall_s
             save = self.ckpt_handler.save_checkpoint
 
             def save_with_wall_time(step):
                 if self.rank == 0:  # before veRL's save, which marks the checkpoint as the latest last
                     folder = os.path.join(config.trainer.default_local_dir, f"global_step_{step}")
                     os.makedirs(folder, exist_ok=True)
-                    write_text_atomic(os.path.join(folder, accounting.CHECKPOINT_FILE),
+                    write_text_atomic(os.path.join(folder, ACCOUNT_FILE),
                                       json.dumps(accounting.Account(wall_s=self.wall_s()).state_dict()))
                 save(step=step)
 
@@ -443,7 +444,7 @@ def write_account(args, trainer, demo_lengths: list[int]) -> None:
         sft_updates=steps, demos_available=len(demo_lengths), demos_used=min(rows_trained, len(demo_lengths)),
     )
     account.sft_wall_s = account.wall_s
-    write_text_atomic(os.path.join(args.out, accounting.SUMMARY_FILE), json.dumps(account.summary(), indent=2))
+    write_text_atomic(os.path.join(args.out, SUMMARY_FILE), json.dumps(account.summary(), indent=2))
     print("\n".join(account.lines()))
 
 

@@ -28,9 +28,8 @@ from verl.workers.engine_workers import ActorRolloutRefWorker
 from verl.workers.utils.padding import no_padding_2_padding
 
 from relift import best, cpu, sft
+from relift.checkpoints import BEST_FOLDER, SFT_OPTIMIZER_FILE
 from relift.offload import move_optimizer_state
-
-SFT_OPTIMIZER_FILE = "relift_sft_optimizer_rank{rank}.pt"
 
 
 def sft_loss_fn(model_output, data, dp_group=None, *, entropy_coeff: float, weighting: str, trust_region_alpha: float):
@@ -175,7 +174,7 @@ class ReLIFTActorRolloutRefWorker(ActorRolloutRefWorker):
         veRL's own checkpoint writer does it, asked for `hf_model` only and kept out of its rotation of
         checkpoints to keep."""
         manager = self.actor.engine.checkpoint_manager
-        staging = os.path.join(run_dir, f".best_step_{step}.tmp")
+        staging = os.path.join(run_dir, f".{BEST_FOLDER.format(step=step)}.tmp")
         with _swapped(manager, checkpoint_save_contents=["hf_model"], previous_saved_paths=[],
                       previous_global_step=manager.previous_global_step):
             self.actor.engine.save_checkpoint(staging, global_step=step, max_ckpt_to_keep=None)

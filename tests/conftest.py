@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny model and synthetic data, built offline once per test session."""
+"""Shared fixtures: the one builder of the tests' data and tiny models, run once per test session, offline."""
 
 import json
 import os
@@ -9,31 +9,33 @@ import pandas as pd
 import pytest
 from helpers import REPO
 
+from relift.toy import tiny_model
+from relift.toy.digit_tasks import build
+
 
 @pytest.fixture(autouse=True)
 def _in_a_temporary_folder(tmp_path_factory, monkeypatch):
     """Every test runs in a temporary working directory, as TRL's tests do: what a command writes there
-    (Hydra's outputs/<date>/, veRL's file logger's ./<project>/<experiment>.jsonl) stays out of the tree."""
+    (veRL's file logger's ./<project>/<experiment>.jsonl, TensorBoard's folder) stays out of the tree."""
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
-    """Digit-task data and a randomly initialised tiny Qwen2 model (every answer wrong)."""
+    """Digit-task data and tiny Qwen2 models, paths by name:
+
+    - data: the splits' folder; train_raw: 256 training rows (two of the GPU examples' batches of 128);
+      train: the first 64 of them through dataset/prepare_train.py from an OpenR1-style jsonl (problem /
+      solution / answer), as a user's own data would come; val: 3 held-out questions a type;
+    - model: randomly initialised, hidden 64: every answer is wrong, so every question is hardest;
+    - warm_model: the demo's size (hidden 128) warm-started for 300 steps on copy: it solves most copy
+      questions at T=1 (78% measured), so GRPO has advantages (hidden 64 has not learnt to copy after 300
+      steps: 0%).
+    """
     root = tmp_path_factory.mktemp("tiny")
-    data, model = str(root / "data"), str(root / "model")
-    subprocess.run(
-        [sys.executable, "-m", "relift.toy.digit_tasks", "--out", data, "--train-rows", "64", "--val-per-type", "3"],
-        check=True,
-    )
-    subprocess.run(
-        [sys.executable, "-m", "relift.toy.tiny_model", "--data", os.path.join(data, "train.parquet"), "--out", model,
-         "--hidden", "64"],
-        check=True,
-    )
-    # The training file goes through dataset/prepare_train.py from an OpenR1-style jsonl (problem /
-    # solution / answer), as a user's own data would.
-    frame = pd.read_parquet(os.path.join(data, "train.parquet"))
+    data = str(root / "data")
+    paths = build(data, train_rows=256, val_per_type=3, warm_start_rows=4096, seed=0)
+    frame = pd.read_parquet(paths["train"]).head(64)
     openr1 = root / "openr1.jsonl"
     with open(openr1, "w") as f:
         for prompt, target, reward_model in zip(frame.prompt, frame.target, frame.reward_model, strict=True):
@@ -41,19 +43,11 @@ def tiny(tmp_path_factory):
                    "answer": reward_model["ground_truth"]}
             f.write(json.dumps(row) + "\n")
     train = str(root / "prepared.parquet")
-    subprocess.run(
-        [sys.executable, os.path.join(REPO, "dataset", "prepare_train.py"), "--input", str(openr1), "--output", train,
-         "--system-prompt", prompt[0]["content"]],
-        check=True,
-    )
-    # The demo's size (hidden 128) warm-started on copy: it solves most copy questions at T=1 (78% measured),
-    # so GRPO has advantages. Hidden 64 has not learnt to copy after 300 steps (0%).
-    warm_model = str(root / "warm-model")
-    subprocess.run(
-        [sys.executable, "-m", "relift.toy.tiny_model", "--data", os.path.join(data, "train.parquet"),
-         "--out", warm_model,
-         "--warm-start-data", os.path.join(data, "warm_start.parquet"), "--warm-start-steps", "300"],
-        check=True,
-    )
-    return {"data": data, "model": model, "warm_model": warm_model, "train": train,
-            "val": os.path.join(data, "val.parquet")}
+    subprocess.run([sys.executable, os.path.join(REPO, "dataset", "prepare_train.py"), "--input", str(openr1),
+                    "--output", train, "--system-prompt", prompt[0]["content"]], check=True, capture_output=True)
+    model, warm_model = str(root / "model"), str(root / "warm-model")
+    tiny_model.main(["--data", train, "--out", model, "--hidden", "64"])
+    tiny_model.main(["--data", train, "--out", warm_model, "--warm-start-data", paths["warm_start"],
+                     "--warm-start-steps", "300"])
+    return {"data": data, "train_raw": paths["train"], "train": train, "val": paths["val"], "model": model,
+            "warm_model": warm_model}

@@ -1,5 +1,6 @@
-"""What several test modules share: the repository's path, the CPU run's overrides, a relift.main run, and the
-chat-completions server on 127.0.0.1 (tests/chat_server.py). Fixtures are in conftest.py."""
+"""What several test modules share: the repository's path, the composed configuration, the CPU run's overrides,
+a relift.main run, and the chat-completions server on 127.0.0.1 (tests/chat_server.py). Fixtures are in
+conftest.py."""
 
 import json
 import os
@@ -9,6 +10,14 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "sk-relift-test-0123456789abcdef"
+
+
+def composed(*overrides: str):
+    """relift_trainer.yaml with Hydra overrides, as `python -m relift.main` composes it (no model needed)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="relift.config", version_base=None):
+        return compose(config_name="relift_trainer", overrides=["actor_rollout_ref.model.path=unused", *overrides])
 
 
 def cpu_overrides(tiny, out_dir, steps: int) -> list[str]:
@@ -24,8 +33,9 @@ def cpu_overrides(tiny, out_dir, steps: int) -> list[str]:
     ]
 
 
-def run_main(overrides: list[str], metrics_path: str, log_path: str) -> str:
-    env = {**os.environ, "VERL_FILE_LOGGER_PATH": metrics_path}
+def run_main(overrides: list[str], metrics_path: str, log_path: str, **env: str) -> str:
+    """`python -m relift.main` with these overrides (and environment variables); returns its log."""
+    env = {**os.environ, "VERL_FILE_LOGGER_PATH": metrics_path, **env}
     with open(log_path, "w") as log:
         result = subprocess.run([sys.executable, "-m", "relift.main", *overrides], stdout=log, stderr=subprocess.STDOUT,
                                 env=env, timeout=900)

@@ -3,7 +3,7 @@
 import json
 import os
 
-from relift.best import publish, validation_score
+from relift.best import improves, publish, validation_score
 
 
 def test_validation_score_is_the_mean_of_the_core_means_per_source():
@@ -11,6 +11,12 @@ def test_validation_score_is_the_mean_of_the_core_means_per_source():
                "val-core/math/acc/maj@4/mean": 0.9, "val-aux/math/acc/std@4": 0.1, "actor/loss": 3.0}
     assert validation_score(metrics) == 0.75
     assert validation_score({"actor/loss": 3.0}) is None
+
+
+def test_only_a_strictly_better_score_makes_a_new_best():
+    assert improves(0.5, None) and improves(0.6, 0.5)
+    assert not improves(0.5, 0.5) and not improves(0.4, 0.5)  # the first of equal scores stays
+    assert not improves(None, None) and not improves(None, 0.5)  # no validation metrics
 
 
 def staged(root, name: str) -> str:

@@ -3,12 +3,10 @@ weighs, and the refusal of a folder without room for them."""
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
+from helpers import composed
 from transformers import AutoModelForCausalLM, Qwen2Config
 from verl.utils.checkpoint.checkpoint_manager import BaseCheckpointManager
 
@@ -22,12 +20,6 @@ from relift.checkpoints import (
     parameter_count,
     resume_folder,
 )
-from relift.toy.digit_tasks import build
-
-
-def composed(*overrides: str):
-    with initialize_config_module(config_module="relift.config", version_base=None):
-        return compose(config_name="relift_trainer", overrides=list(overrides))
 
 
 def test_resume_folder_is_the_one_verl_loads(tmp_path):
@@ -134,28 +126,27 @@ def test_too_little_room_is_one_line_with_the_folder_and_the_bytes(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpt")
-    paths = build(str(root / "data"), train_rows=64, val_per_type=2, warm_start_rows=1, seed=0)
-    huge = root / "huge-model"  # ~1.4e14 parameters: petabytes a checkpoint, more than any disk holds
+def inputs(tiny, tmp_path_factory):
+    # ~1.4e14 parameters: petabytes a checkpoint, more than any disk holds
+    huge = tmp_path_factory.mktemp("ckpt") / "huge-model"
     huge.mkdir()
     (huge / "config.json").write_text(json.dumps({
         "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 65536, "intermediate_size": 1,
         "num_hidden_layers": 1, "num_attention_heads": 64, "num_key_value_heads": 1, "vocab_size": 2**31,
         "tie_word_embeddings": True}))
-    return {"train": paths["train"], "val": paths["val"], "huge": str(huge)}
+    return {"train": tiny["train"], "val": tiny["val"], "huge": str(huge)}
 
 
-def test_a_folder_without_room_is_refused_before_ray_in_one_line(inputs, tmp_path):
+def test_a_folder_without_room_is_refused_before_ray_in_one_line(inputs, tmp_path, capsys):
+    from relift.main import run as main
+
     run = tmp_path / "not" / "there" / "yet"
-    result = subprocess.run(
-        [sys.executable, "-m", "relift.main", "device=cpu", f"actor_rollout_ref.model.path={inputs['huge']}",
-         f"data.train_files={inputs['train']}", f"data.val_files={inputs['val']}", "trainer.total_training_steps=2",
-         f"trainer.default_local_dir={run}"],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode != 0
-    line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith(f"[relift] trainer.default_local_dir={run} needs "), result.stderr[-2000:]
+    config = composed("device=cpu", f"actor_rollout_ref.model.path={inputs['huge']}",
+                      f"data.train_files={inputs['train']}", f"data.val_files={inputs['val']}",
+                      "trainer.total_training_steps=2", f"trainer.default_local_dir={run}")
+    with pytest.raises(SystemExit) as refused:
+        main(config)
+    line = str(refused.value)
+    assert line.startswith(f"[relift] trainer.default_local_dir={run} needs ") and "\n" not in line, line
     assert f"but {tmp_path} has " in line and " bytes (" in line and "free: set trainer.default_local_dir" in line
-    assert not run.exists() and "Ray" not in result.stdout + result.stderr
+    assert not run.exists() and "Ray" not in capsys.readouterr().out

@@ -5,14 +5,10 @@ import subprocess
 import sys
 
 import pytest
-from hydra import compose, initialize_config_module
+from helpers import composed
 
-from relift.checks import config_problems, replayed_per_update
-
-
-def composed(*overrides: str):
-    with initialize_config_module(config_module="relift.config", version_base=None):
-        return compose(config_name="relift_trainer", overrides=["actor_rollout_ref.model.path=unused", *overrides])
+from relift.checks import config_problems, supervised_settings
+from relift.main import run
 
 
 @pytest.mark.parametrize("overrides", [(), ("device=cpu",), ("device=cpu", "toy=digits"), ("trainer.nnodes=2",),
@@ -144,15 +140,16 @@ def test_each_size_rule_is_one_line_and_its_fix_works(overrides, expected, fix):
     assert config_problems(composed(*overrides, fix)) == []
 
 
-def test_dry_run_refuses_the_issue_example_in_one_line():
+def test_dry_run_refuses_the_issue_example_in_one_line(tmp_path):
     """`DRY_RUN=1 GPUS_PER_NODE=6 bash examples/qwen2.5-math-7b.sh ...` passed before, and veRL asserted at the
     first actor update; the preflight refuses it before Ray, in one line among the others it finds (here the
     data file and the model are missing too)."""
     env = {**os.environ, "DRY_RUN": "1", "GPUS_PER_NODE": "6", "MODEL": "/nonexistent/model",
            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "qwen2.5-math-7b.sh")
+    # The script works from the repository's root: Hydra's run folder goes to the test's own.
     result = subprocess.run(["bash", script, "data.train_batch_size=120", "relift.sft_trigger_size=120",
-                             "actor_rollout_ref.rollout.tensor_model_parallel_size=1"],
+                             "actor_rollout_ref.rollout.tensor_model_parallel_size=1", f"hydra.run.dir={tmp_path}"],
                             capture_output=True, text=True, env=env, timeout=120)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
@@ -169,26 +166,22 @@ def test_dry_run_refuses_the_issue_example_in_one_line():
 
 
 def test_main_stops_before_ray():
-    result = subprocess.run(
-        [sys.executable, "-m", "relift.main", "device=cpu", "actor_rollout_ref.model.path=unused",
-         "relift.sft_micro_batch_size_per_gpu=0"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode != 0
-    assert "[relift] relift.sft_micro_batch_size_per_gpu=0 must be at least 1" in result.stderr + result.stdout
+    """relift.main's entry point, in this process (tests/test_preflight.py runs the command line)."""
+    with pytest.raises(SystemExit) as refused:
+        run(composed("device=cpu", "relift.sft_micro_batch_size_per_gpu=0"))
+    assert "\n[relift] relift.sft_micro_batch_size_per_gpu=0 must be at least 1" in str(refused.value)
 
 
-def test_main_refuses_a_cluster_address_without_an_auth_mode(tiny):
+def test_main_refuses_a_cluster_address_without_an_auth_mode(tiny, monkeypatch):
     """Ray turns token authentication on by itself only for a cluster it finds locally: with an explicit
     address the driver would retry for a minute and fail with "Failed to connect"."""
-    env = {key: value for key, value in os.environ.items() if key != "RAY_AUTH_MODE"}
-    result = subprocess.run(
-        [sys.executable, "-m", "relift.main", "device=cpu", f"actor_rollout_ref.model.path={tiny['model']}",
-         f"data.train_files={tiny['train']}", f"data.val_files={tiny['val']}", "trainer.total_training_steps=2"],
-        capture_output=True, text=True, timeout=120, env={**env, "RAY_ADDRESS": "127.0.0.2:6379"},
-    )
-    assert result.returncode != 0
-    assert "RAY_ADDRESS=127.0.0.2:6379 is set but RAY_AUTH_MODE is not" in result.stderr + result.stdout
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.2:6379")
+    config = composed("device=cpu", f"actor_rollout_ref.model.path={tiny['model']}",
+                      f"data.train_files={tiny['train']}", f"data.val_files={tiny['val']}",
+                      "trainer.total_training_steps=2")
+    with pytest.raises(SystemExit, match="RAY_ADDRESS=127.0.0.2:6379 is set but RAY_AUTH_MODE is not"):
+        run(config)
 
 
 @pytest.mark.parametrize(
@@ -228,8 +221,8 @@ def test_each_stabilizer_problem_is_one_line(overrides, expected):
     (("interleave=paper",), (0, 0)),
 ])
 def test_replayed_responses_split_over_ranks(overrides, replayed):
-    counts = replayed_per_update(composed(*overrides))
-    assert (counts["share"], counts["taught_share"]) == replayed
+    settings = supervised_settings(composed(*overrides))
+    assert (settings.own, settings.taught) == replayed
 
 
 def test_the_paper_is_one_switch_away():

@@ -4,6 +4,7 @@ import re
 import pandas as pd
 import pyarrow as pa
 import pytest
+from helpers import composed
 
 from relift.data import (
     DataFileError,
@@ -173,13 +174,6 @@ def test_validate_file_refuses_mostly_failing_demonstrations(tmp_path):
         f"{path}: row 1: field 'target': no `</think>`: the think block that the prompt opens is never closed "
         "(relift's reward scores 0); of 4 demonstrations, 1 are out of the training layout, 1 of 3 graded in it "
         "are wrong: about 50% fail, more than 40%")
-
-
-def composed(*overrides: str):
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module(config_module="relift.config", version_base=None):
-        return compose("relift_trainer", overrides=["actor_rollout_ref.model.path=unused", *overrides])
 
 
 def test_trainer_refuses_mostly_failing_demonstrations_before_ray(tmp_path):

@@ -10,8 +10,6 @@ import sys
 import pytest
 from helpers import REPO
 
-from relift.toy.digit_tasks import build
-
 EXAMPLES = sorted(
     path for path in glob.glob(os.path.join(REPO, "examples", "*.sh"))
     if not os.path.basename(path).startswith(("ray_", "run_relift", "gpu_smoke"))
@@ -20,13 +18,8 @@ EXAMPLES = sorted(
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dry_run")
-    paths = build(str(root / "data"), train_rows=256, val_per_type=2, warm_start_rows=1, seed=0)
-    subprocess.run([sys.executable, "-m", "relift.toy.tiny_model", "--data", paths["train"],
-                    "--out", str(root / "model"),
-                    "--hidden", "32"], check=True, capture_output=True)
-    return {"MODEL": str(root / "model"), "TRAIN_FILES": paths["train"], "VAL_FILES": paths["val"]}
+def inputs(tiny):
+    return {"MODEL": tiny["model"], "TRAIN_FILES": tiny["train_raw"], "VAL_FILES": tiny["val"]}
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +33,11 @@ def long_context_model(inputs, tmp_path_factory):
 
 
 def dry_run(script: str, **env: str) -> subprocess.CompletedProcess:
+    """The scripts work from the repository's root: Hydra's run folder goes to the test's working directory."""
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
     env = {**os.environ, "DRY_RUN": "1", "PATH": path, **env}
-    return subprocess.run(["bash", script], capture_output=True, text=True, env=env, timeout=120)
+    hydra = [] if script.endswith("-sft-baseline.sh") else [f"hydra.run.dir={os.getcwd()}/hydra"]
+    return subprocess.run(["bash", script, *hydra], capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_every_example_is_covered():
@@ -62,8 +57,9 @@ def test_example_dry_run(script, inputs):
     assert gpus in output
     assert ("attach to RAY_ADDRESS=127.0.0.2:6379" if cluster else "start a local cluster") in output
     if "baseline" not in script:  # the paper's runs keep the paper's interleaving (interleave=paper)
-        assert "128 new demonstrations + 0 own responses + 0 taught demonstrations per update" in output
-        assert "after 0 warm-up updates" in output
+        per_gpu = 128 // (16 if cluster else 8)
+        assert ("supervised        update 1          128 new demonstrations + 0 own responses (weight 1) + 0 taught "
+                f"demonstrations = {per_gpu} per GPU, micro-batches by tokens (dynamic batching), lr 1e-06\n") in output
     assert "Warning" not in output and "Traceback" not in output
     # The checkpoint plan (6 steps: one save, at the last) and room for it on this disk (the tiny model: ~1 MB).
     assert "checkpoints       every 20 steps and the last, the 2 newest kept (trainer.save_freq=20, " in output

@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from relift.loggers import logger_problems
-from relift.toy.digit_tasks import build
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "k" * 40  # the shape of a W&B key; never sent anywhere: nothing here makes a request
@@ -70,14 +69,9 @@ def test_wandb_needs_a_key_a_login_or_an_offline_mode(tmp_path, setup, env, expe
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("loggers")
-    paths = build(str(root / "data"), train_rows=64, val_per_type=2, warm_start_rows=1, seed=0)
-    model = str(root / "model")
-    subprocess.run([sys.executable, "-m", "relift.toy.tiny_model", "--data", paths["train"], "--out", model,
-                    "--hidden", "32"], check=True, capture_output=True)
-    return [f"actor_rollout_ref.model.path={model}", f"data.train_files={paths['train']}",
-            f"data.val_files={paths['val']}", "trainer.total_training_steps=2"]
+def data(tiny):
+    return [f"actor_rollout_ref.model.path={tiny['model']}", f"data.train_files={tiny['train']}",
+            f"data.val_files={tiny['val']}", "trainer.total_training_steps=2"]
 
 
 def test_a_run_with_wandb_and_no_key_is_refused_before_ray_in_one_line(data, tmp_path):

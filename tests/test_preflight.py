@@ -3,14 +3,9 @@
 import subprocess
 import sys
 
-from hydra import compose, initialize_config_module
+from helpers import composed
 
 from relift.preflight import preflight
-
-
-def composed(*overrides: str):
-    with initialize_config_module(config_module="relift.config", version_base=None):
-        return compose(config_name="relift_trainer", overrides=list(overrides))
 
 
 def test_every_problem_is_reported_not_only_the_first(tmp_path):

@@ -2,16 +2,7 @@ import pytest
 import torch
 
 from relift.layout import strip_think_prefix
-from relift.sft import (
-    TOKEN_WEIGHTINGS,
-    anchor_weight,
-    build_sft_batch,
-    demonstration_text,
-    micro_batching,
-    replay_draws,
-    sft_loss,
-    token_weights,
-)
+from relift.sft import TOKEN_WEIGHTINGS, build_sft_batch, demonstration_text, sft_loss, token_weights
 
 EOS, PAD = 99, 0
 
@@ -74,18 +65,6 @@ def test_sequence_weights_scale_each_sequence_and_keep_the_token_mean():
     assert weighted.item() == pytest.approx(-(p[0, 0] * -1 + p[0, 1] * -2 + 4 * p[1, 0] * -3).item() / 3)
 
 
-@pytest.mark.parametrize(("update", "weight", "decay", "expected"), [
-    (0, 16.0, 20, 16.0),  # the first update weighs the configured value
-    (10, 16.0, 20, 8.5),  # halfway down to 1
-    (20, 16.0, 20, 1.0),
-    (35, 16.0, 20, 1.0),  # and 1 after the decay
-    (35, 4.0, 0, 4.0),  # no decay: constant
-    (0, 1.0, 20, 1.0),  # 1: off
-])
-def test_anchor_weight_falls_linearly_to_one(update, weight, decay, expected):
-    assert anchor_weight(update, weight, decay) == pytest.approx(expected)
-
-
 def test_entropy_bonus_lowers_loss():
     log_probs = torch.full((1, 2), -1.0)
     entropy = torch.full((1, 2), 2.0)
@@ -124,49 +103,3 @@ def test_token_weightings_follow_their_sources():
     assert grads["trust_region"].tolist() == pytest.approx([0.01, 0.5, 1.0, 1.0])
     with pytest.raises(ValueError, match="unknown supervised token weighting 'kl'"):
         token_weights(log_probs, "kl", 0.1)
-
-
-@pytest.mark.parametrize(("args", "expected"), [
-    ((4, 28, 1, 32), (28, 32)),  # the toy: 4 new + 16 own + 12 taught, one forward
-    ((4, 36, 1, 32), (36, 20)),  # 40: two forwards of 20 rather than cutting 8 to make one of 32
-    ((4, 28, 1, 4), (28, 4)),
-    ((4, 9, 1, 4), (8, 4)),  # a short pool: one replayed response cut, three forwards of 4
-    ((4, 3, 1, 2), (2, 2)),  # 7 with at most 2: three forwards of 2, not seven of 1
-    ((4, 13, 1, 32), (13, 17)),
-    ((16, 7, 2, 4), (0, 4)),  # 6 over 2 ranks: 11 each, 3 cut per rank for two forwards of 4
-    ((128, 384, 8, 2), (384, 2)),
-    ((8, 0, 1, 8), (0, 8)),
-    ((6, 0, 1, 4), (0, 3)),  # the paper's batch alone, two forwards of 3
-    ((5, 0, 1, 4), (0, 1)),  # nothing to cut: five forwards of 1
-    ((16, 7, 2, None), (6, None)),  # dynamic batch sizes: only the ranks matter
-])
-def test_micro_batching_splits_every_rank_into_whole_micro_batches(args, expected):
-    new, replayed, ranks, largest = args
-    kept, micro = micro_batching(*args)
-    assert (kept, micro) == expected
-    assert kept % ranks == 0 and kept <= replayed
-    if micro is not None:
-        share = (new + kept) // ranks
-        assert share % micro == 0 and micro <= largest
-        assert (replayed // ranks * ranks - kept) // ranks < micro  # fewer than one micro-batch cut per rank
-
-
-def test_micro_batching_refuses_new_demonstrations_that_do_not_split():
-    with pytest.raises(ValueError, match="3 new demonstrations do not split over 2"):
-        micro_batching(3, 0, 2, 4)
-
-
-@pytest.mark.parametrize(("args", "expected"), [
-    ((16, 12, 0, 0, 1), (16, 12)),  # no warm-up: the configured counts
-    ((16, 12, 0, 20, 1), (28, 0)),  # first update: 12 x 1/20 rounds down to none, own responses fill in
-    ((16, 12, 9, 20, 1), (22, 6)),  # halfway
-    ((16, 12, 19, 20, 1), (16, 12)),  # the last warm-up update reaches taught_share
-    ((16, 12, 40, 20, 1), (16, 12)),
-    ((8, 8, 4, 10, 4), (12, 4)),  # 8 x 5/10 = 4, a multiple of 4 ranks
-    ((8, 8, 2, 10, 4), (16, 0)),  # 8 x 3/10 = 2.4, down to 0 on 4 ranks
-])
-def test_replay_draws_grow_taught_demonstrations_at_a_constant_batch(args, expected):
-    own, taught, _, _, ranks = args
-    draws = replay_draws(*args)
-    assert draws == expected
-    assert sum(draws) == own + taught and draws[1] % ranks == 0

@@ -83,7 +83,8 @@ def test_two_nodes_on_loopback_train_two_steps(tiny, tmp_path):
                  # 8 prompts x 4 responses over 2 ranks: 16 per rank
                  "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8",
                  "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8",
-                 "relift.sft_trigger_size=4", "relift.sft_micro_batch_size_per_gpu=2"],
+                 "relift.sft_trigger_size=4", "relift.sft_micro_batch_size_per_gpu=2",
+                 f"hydra.run.dir={tmp_path}/hydra"],  # the script works from the repository's root
                 stdout=log, stderr=subprocess.STDOUT, env=driver, timeout=600)
         text = open(tmp_path / "train.log").read()
         assert result.returncode == 0, text[-4000:]
