@@ -13,10 +13,21 @@ from relift.toy import tiny_model
 from relift.toy.digit_tasks import build
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fixtures_in_a_temporary_folder(tmp_path_factory):
+    """Module and session fixtures run in a temporary working directory too (Hydra's outputs/<date>/ of a
+    training they start)."""
+    previous = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("session-cwd"))
+    yield
+    os.chdir(previous)
+
+
 @pytest.fixture(autouse=True)
 def _in_a_temporary_folder(tmp_path_factory, monkeypatch):
-    """Every test runs in a temporary working directory, as TRL's tests do: what a command writes there
-    (veRL's file logger's ./<project>/<experiment>.jsonl, TensorBoard's folder) stays out of the tree."""
+    """Every test runs in a temporary working directory of its own, as TRL's tests do: what a command writes
+    there (Hydra's outputs/<date>/, veRL's file logger's ./<project>/<experiment>.jsonl, TensorBoard's
+    folder) stays out of the tree."""
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
