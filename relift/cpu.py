@@ -25,7 +25,7 @@ CPU_ENV = {
 
 
 def use_cpu() -> None:
-    """Select relift's CPU platform and hf rollout for this process and the processes it starts."""
+    """Select relift's CPU platform (relift.verl_ext) for this process and the processes it starts."""
     os.environ.update(CPU_ENV)
 
 

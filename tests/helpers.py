@@ -20,6 +20,15 @@ def composed(*overrides: str):
         return compose(config_name="relift_trainer", overrides=["actor_rollout_ref.model.path=unused", *overrides])
 
 
+# What a normal run's log must not hold: tracebacks, and the warnings relift knows to be harmless on CPU.
+NOISE = ["Traceback", "KeyError", "NUMA affinity", "RayPPOTrainer' is deprecated", "'set_vital' is deprecated",
+         "engine is not available", "is_fx_tracing"]
+
+# For runs that do not test the rollout: relift's transformers backend starts ~30 s sooner than vLLM's server
+# on 2 cores, and samples the same way in every run (the relift-off comparison needs that).
+HF_ROLLOUT = "actor_rollout_ref.rollout.name=hf"
+
+
 def cpu_overrides(tiny, out_dir, steps: int) -> list[str]:
     return [
         "device=cpu",

@@ -7,15 +7,15 @@ import sys
 
 import pytest
 import torch
-from helpers import REPO
+from helpers import HF_ROLLOUT, REPO
 
 SCRIPT = os.path.join(REPO, "examples", "gpu_smoke.sh")
 
 
-def smoke(tmp_path, **env) -> subprocess.CompletedProcess:
+def smoke(tmp_path, *overrides: str, **env) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
            "OUT": str(tmp_path / "smoke"), **env}
-    return subprocess.run(["bash", SCRIPT], capture_output=True, text=True, env=env, timeout=900)
+    return subprocess.run(["bash", SCRIPT, *overrides], capture_output=True, text=True, env=env, timeout=900)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the smoke run would start")
@@ -27,7 +27,7 @@ def test_skipped_without_cuda(tmp_path):
 
 @pytest.mark.e2e
 def test_cpu_path_runs_both_arms_and_prints_memory(tmp_path):
-    result = smoke(tmp_path, SMOKE_DEVICE="cpu")
+    result = smoke(tmp_path, HF_ROLLOUT, SMOKE_DEVICE="cpu")  # the script's mechanics; vLLM: test_e2e_cpu.py
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = result.stdout.split("actor peak memory (GiB) after each step")[1].splitlines()[2:]
     assert [line.split()[0] for line in table] == ["1", "2", "3"]

@@ -1,6 +1,7 @@
 """Two Ray nodes on one machine: a head on 127.0.0.2 and a node on 127.0.0.3, brought up by
 examples/ray_start_head.sh and examples/ray_join.sh with their token authentication, then two ReLIFT
-steps through the two-node example's own script with device=cpu and one training process per node.
+steps through the two-node example's own script with device=cpu, one training process and one vLLM replica
+per node.
 Each node is stopped by its script's pid, and nothing of either is left running."""
 
 import json
@@ -13,7 +14,7 @@ import time
 
 import psutil
 import pytest
-from helpers import REPO
+from helpers import NOISE, REPO
 
 from relift.toy.runs import read_metrics
 
@@ -91,6 +92,13 @@ def test_two_nodes_on_loopback_train_two_steps(tiny, tmp_path):
         rows = read_metrics(str(tmp_path / "metrics.jsonl"))
         assert [r["step"] for r in rows] == [1, 2]
         assert rows[-1]["relift/sft_updates_total"] >= 1
+        # Two vLLM replicas, one a node, sampling from the actor's weights of each step.
+        assert "CPUvLLMHttpServer pid=" in text and f"ip={NODE})" in text
+        assert all(r["training/rollout_probs_diff_mean"] < 1e-4 for r in rows)
+        # The closing block comes from the driver, not from Ray's log streaming, which may drop it.
+        assert "\n[relift] compute for this run (relift, 2 steps)\n  wall time" in text
+        for noise in NOISE:
+            assert noise not in text, noise
 
         # One training process (veRL's WorkerDict) per node.
         placed = subprocess.run([sys.executable, "-c", WORKER_NODES], env={**driver, "RAY_AUTH_MODE": "token"},

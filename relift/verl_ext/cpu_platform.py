@@ -17,6 +17,8 @@ import psutil
 import torch
 from verl.plugin.platform import PlatformBase, PlatformRegistry
 
+VLLM_KV_CACHE_GIB = 1
+
 
 class CPUDeviceModule(ModuleType):
     """Stand-in for `torch.cuda` on CPU: torch.cpu where it has the function, else the CPU meaning."""
@@ -158,7 +160,15 @@ class PlatformCPU(PlatformBase):
         return []
 
     def is_ipc_supported(self) -> bool:
+        # CUDA IPC is CUDA's: the actor sends its weights to vLLM through shared memory buckets instead
+        # (veRL's use_shm path of bucketed_weight_transfer.py; the same buckets and handshake otherwise).
         return False
+
+    def rollout_env_vars(self) -> dict[str, str]:
+        # For the vLLM server and the engine processes it spawns: vLLM's CPU platform and kernels, and its
+        # KV cache in GiB of host memory (vLLM's default, 4, is more than a tiny model on 2 cores needs).
+        return {"VLLM_TARGET_DEVICE": "cpu",
+                "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(VLLM_KV_CACHE_GIB))}
 
     def cudart(self) -> Any:
         return None

@@ -1,8 +1,9 @@
 """An `hf` rollout backend for veRL 0.9.1: transformers models decoding on CPU, with log-probs.
 
-veRL 0.9.1 only ships server rollouts (vLLM, SGLang, TensorRT-LLM), none of which runs without a GPU.
-This backend plugs into the same two registries those use, so veRL's agent loop, load balancer and
-weight-sync path run unchanged:
+`device=cpu` rolls out with veRL's vLLM server on vLLM's CPU build (relift.verl_ext.vllm_rollout); this
+backend, `actor_rollout_ref.rollout.name=hf`, starts about 30 s sooner on 2 cores, for short CPU runs
+and the tests whose subject is not the rollout. It plugs into the same two registries veRL's server
+rollouts use, so veRL's agent loop, load balancer and weight-sync path run unchanged:
 
 - `HFRolloutServer`: one Ray actor per replica. It collects concurrent `generate` requests for a few
   milliseconds, decodes them together (KV-cached, left-padded batch) and answers each with a
