@@ -3,10 +3,11 @@ problem it finds, each one line naming the key (or file, row and field), its val
 works, instead of stopping at the first.
 
 In order: the configuration's size relations and the checkpoint to resume from (`relift.checks`), the
-training files and their demonstrations (`relift.data`), the model path, the teacher endpoint (one
-request), `RAY_ADDRESS`, every logger (`relift.loggers`), veRL's own `validate_config`, and the disk
-the checkpoints need (`relift.checkpoints`). A check that needs what an earlier one refused (the rows,
-the model's config) is skipped.
+training files and their demonstrations (`relift.data`), the model path (and, on CPU, its head size
+against vLLM's CPU attention), the teacher endpoint (one request), `RAY_ADDRESS`, every logger
+(`relift.loggers`), veRL's own `validate_config`, and the disk the checkpoints need
+(`relift.checkpoints`). A check that needs what an earlier one refused (the rows, the model's config) is
+skipped.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ def preflight(config: DictConfig) -> Preflight:
     report.problems += [problem for problem in [resume_problem(config)] if problem]
     data_problems, report.rows = training_data(config)
     report.problems += data_problems
-    model_problem = model_path(config) or cpu_rollout(config)
-    report.problems += [problem for problem in [model_problem, teacher(config), ray_address()] if problem]
+    model_problem = model_path(config)
+    rollout_problem = None if model_problem else cpu_rollout(config)
+    report.problems += [problem for problem in [model_problem, rollout_problem, teacher(config), ray_address()]
+                        if problem]
     from relift.loggers import logger_problems
 
     report.problems += logger_problems(config.trainer.logger)

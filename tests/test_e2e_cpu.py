@@ -66,8 +66,8 @@ def run(tiny, tmp_path_factory):
     teacher on 127.0.0.1 that knows the worked solutions answers half of its questions after a minute the
     first time they are asked (still pending at the checkpoint of step 2), at once the second time. The
     run checkpoints and validates at every step, and the save of step 3 fails (a file stands where its
-    folder goes). The same command then resumes from step 2 and is killed (kill -9 of its process group)
-    during step 4."""
+    folder goes). The same command then resumes from step 2 on vLLM and is killed (kill -9 of its process
+    group) during step 5."""
     out = str(tmp_path_factory.mktemp("run"))
     frame = pd.read_parquet(tiny["train"])
     answers = {prompt[-1]["content"]: target[0]["content"] for prompt, target in zip(frame.prompt, frame.target,
@@ -90,8 +90,9 @@ def run(tiny, tmp_path_factory):
     os.makedirs(checkpoints)
     open(obstacle, "w").close()
     try:
-        with open(f"{out}/run1.log", "w") as log:
-            failed = subprocess.run([sys.executable, "-m", "relift.main", *cpu_overrides(tiny, out, steps=3), *common],
+        with open(f"{out}/run1.log", "w") as log:  # relift's hf rollout: one vLLM start-up less; the resume has vLLM
+            failed = subprocess.run([sys.executable, "-m", "relift.main", *cpu_overrides(tiny, out, steps=3), *common,
+                                     HF_ROLLOUT],
                                     stdout=log, stderr=subprocess.STDOUT, timeout=900,
                                     env={**env, "VERL_FILE_LOGGER_PATH": f"{out}/metrics.jsonl"})
         state = f"{checkpoints}/global_step_2/relift_state.json"
@@ -113,7 +114,7 @@ def run(tiny, tmp_path_factory):
             driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                       env={**env, "VERL_FILE_LOGGER_PATH": f"{out}/metrics-resume.jsonl"})
         try:
-            wait_for(lambda: "[relift] step    4 |" in open(resume_log).read(), driver, resume_log)
+            wait_for(lambda: "[relift] step    5 |" in open(resume_log).read(), driver, resume_log)
             tree = [psutil.Process(driver.pid), *psutil.Process(driver.pid).children(recursive=True)]
             graders = [p for p in tree if p.cmdline()[-2:] == ["-m", "relift.grader"]]
             engines = [p for p in tree if "vllm" in " ".join(p.cmdline()).lower()]
@@ -135,9 +136,11 @@ def run(tiny, tmp_path_factory):
 
 def test_relift_buffers_the_hardest_questions_and_trains_them(run):
     rows = run.rows
-    # veRL's vLLM server sampled, from the actor's weights of the step: the weight sync (shared memory and
-    # vLLM's reload, relift.verl_ext.vllm_rollout) after RL and supervised updates alike.
-    assert "CPUvLLMHttpServer" in run.log
+    # The resumed run's rollouts were veRL's vLLM server's, sampling from the actor's weights of each step:
+    # the weight sync (shared memory and vLLM's reload, relift.verl_ext.vllm_rollout) after RL and supervised
+    # updates alike; the first run's were relift's hf server's.
+    assert "CPUvLLMHttpServer" in run.resumed_log and "HFRolloutServer" in run.log
+    assert any(r["relift/sft_updates"] for r in run.resumed[:-1])  # and a rollout after it
     assert all(r["training/rollout_probs_diff_mean"] < 1e-4 for r in rows + run.resumed), [
         r["training/rollout_probs_diff_mean"] for r in rows + run.resumed]
     assert [r["step"] for r in rows] == [1, 2]

@@ -12,6 +12,7 @@ from helpers import REPO
 
 from relift.eval.items import DEFAULT_DATA
 from relift.eval.metrics import pass_at_k
+from relift.eval.parallel import Parallelism, plan, tensor_sizes
 from relift.reward import grade
 
 BUNDLED = [os.path.join(REPO, path) for path in DEFAULT_DATA]
@@ -55,8 +56,9 @@ def test_pass_at_k():
 
 
 def test_tiny_model_on_every_bundled_benchmark(tiny, tmp_path):
+    # transformers: one model load less; vLLM, the default here too, is test_vllm_draws_each_sample...
     result = run_eval("run", tiny["warm_model"], "--name", "tiny", "--out", tmp_path, "--data", *BUNDLED,
-                      "--max-rows-per-benchmark", 2,
+                      "--max-rows-per-benchmark", 2, "--backend", "hf",
                       "--max-new-tokens", 12, "--n", 2, "--batch-size", 16, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| **avg in-distribution** |" in result.stdout
@@ -76,7 +78,7 @@ def test_tiny_model_on_every_bundled_benchmark(tiny, tmp_path):
 
 def test_interrupted_run_resumes_without_redoing_or_losing_samples(tiny, tmp_path):
     args = ["run", tiny["warm_model"], "--name", "tiny", "--out", tmp_path, "--data", BUNDLED[0],
-            "--max-rows-per-benchmark", 8, "--max-new-tokens", 24, "--batch-size", 1]
+            "--max-rows-per-benchmark", 8, "--max-new-tokens", 24, "--batch-size", 1, "--backend", "hf"]
     samples_path = tmp_path / "tiny" / "samples.jsonl"
     process = subprocess.Popen([sys.executable, "-m", "relift.eval", *map(str, args)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -99,3 +101,61 @@ def test_interrupted_run_resumes_without_redoing_or_losing_samples(tiny, tmp_pat
     assert len(keys) == len(set(keys)) == total
     assert records[: len(written)] == [json.loads(line) for line in written]
     assert os.path.exists(tmp_path / "tiny" / "table.md")
+
+
+# (attention heads, KV heads): Qwen2.5-7B and Qwen2.5-Math-7B, Qwen2.5-Math-1.5B (their config.json files).
+SEVEN_B, ONE_AND_A_HALF_B = (28, 4), (12, 2)
+
+
+@pytest.mark.parametrize(("heads", "gpus", "sizes"), [
+    (SEVEN_B, 1, [1]), (SEVEN_B, 2, [1, 2]), (SEVEN_B, 4, [1, 2, 4]), (SEVEN_B, 6, [1, 2]), (SEVEN_B, 8, [1, 2, 4]),
+    (ONE_AND_A_HALF_B, 1, [1]), (ONE_AND_A_HALF_B, 2, [1, 2]), (ONE_AND_A_HALF_B, 4, [1, 2, 4]),
+    (ONE_AND_A_HALF_B, 6, [1, 2, 6]), (ONE_AND_A_HALF_B, 8, [1, 2, 4]),
+])
+def test_tensor_parallel_sizes_are_those_vllm_takes_for_the_heads(heads, gpus, sizes):
+    assert tensor_sizes(*heads, gpus) == sizes
+    assert plan(*heads, gpus) == Parallelism(1, gpus)  # a copy a GPU: the fastest where the model fits
+    for size in sizes:
+        assert plan(*heads, gpus, tensor=size) == Parallelism(size, gpus // size)
+
+
+def test_a_size_vllm_refuses_is_refused_with_the_heads_and_the_sizes_that_work():
+    # What the evaluation did on 8 GPUs before: tensor_parallel_size = every visible GPU.
+    with pytest.raises(ValueError, match=r"--tensor-parallel-size 8 does not fit 28 attention heads and 4 KV heads "
+                                         r"on 8 GPU\(s\) .*use one of \[1, 2, 4\]"):
+        plan(*SEVEN_B, 8, tensor=8)
+    with pytest.raises(ValueError, match=r"use one of \[1, 2\]"):
+        plan(*SEVEN_B, 6, tensor=3)  # 6 GPUs would leave some idle with copies of 4
+    assert plan(*SEVEN_B, 0) == Parallelism(1, 1)  # CPU
+
+
+def test_the_default_is_the_smallest_size_whose_shard_fits_half_a_gpu():
+    gib = 2**30
+    assert plan(*SEVEN_B, 8, weight_bytes=15 * gib, gpu_bytes=80 * gib) == Parallelism(1, 8)
+    assert plan(*SEVEN_B, 8, weight_bytes=15 * gib, gpu_bytes=24 * gib) == Parallelism(2, 4)
+    assert plan(64, 8, 8, weight_bytes=145 * gib, gpu_bytes=80 * gib) == Parallelism(4, 2)  # a 72B model
+    with pytest.raises(ValueError, match="do not fit 8 GPU"):
+        plan(*SEVEN_B, 8, weight_bytes=400 * gib, gpu_bytes=80 * gib)
+
+
+def test_vllm_draws_each_sample_with_its_own_seed_whatever_the_copies(tiny, tmp_path):
+    """vLLM's CPU build: at temperature 1 the samples of one row differ (one seed per sample, from the run
+    seed, the row and the sample), and two copies of the model, each in a process of its own, produce the
+    same samples as one."""
+    common = ["--backend", "vllm", "--data", BUNDLED[0], "--max-rows-per-benchmark", 1, "--n", 4,
+              "--temperature", 1.0, "--max-new-tokens", 12]
+    one = run_eval("run", tiny["warm_model"], "--name", "one", "--out", tmp_path, *common, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert "[eval] one: backend vllm, 1 copy of the model on 1 device(s) each" in one.stdout
+    two = run_eval("run", tiny["warm_model"], "--name", "two", "--out", tmp_path, *common,
+                   "--data-parallel-size", 2, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "[eval] two: backend vllm, 2 copies of the model on 1 device(s) each" in two.stdout
+    samples = {name: {(s["file"], s["row"], s["sample"]): s["response"] for s in map(json.loads, open(
+        tmp_path / name / "samples.jsonl"))} for name in ("one", "two")}
+    assert samples["one"] == samples["two"] and len(samples["one"]) == 4 * 6  # one row of each math benchmark
+    # One seed for every sample of a batch made the 4 samples of a row one sample 4 times. The tiny model is
+    # all but sure of some rows' first tokens: most rows, not every one, show different samples.
+    rows = {(file, row) for file, row, _ in samples["one"]}
+    varied = [row for row in rows if len({samples["one"][(*row, k)] for k in range(4)}) > 1]
+    assert len(varied) >= len(rows) / 2, samples["one"]

@@ -1,5 +1,5 @@
 """relift.loggers: every backend of trainer.logger can start, checked before Ray (veRL starts them after
-the workers are up). W&B is asked in a fresh process each time: it caches its settings per process."""
+the workers are up). W&B is asked in a fresh process, its per-process state torn down between cases."""
 
 import importlib.util
 import json
@@ -38,30 +38,57 @@ def bare_env(home, **env: str) -> dict:
     return {**clean, "HOME": str(home), "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), **env}
 
 
-@pytest.mark.parametrize(
-    ("setup", "env", "expected"),
-    [
-        (None, {}, "trainer.logger has wandb, but W&B has no API key for "),
-        (None, {"WANDB_MODE": "offline"}, None),
-        (None, {"WANDB_MODE": "disabled"}, None),
-        (None, {"WANDB_API_KEY": KEY}, None),
-        # what `wandb login` writes; wandb 0.31 serves api.wandb.ai's keys to its default host
-        ("machine api.wandb.ai\n  login user\n  password " + KEY + "\n", {}, None),
-        (None, {"WANDB_API_KEY": "short"}, "trainer.logger has wandb, but W&B refuses its credentials: WANDB_API_KEY "
-                                           "invalid: API key must have 40+ characters, has 5."),
-        (None, {"WANDB_MODE": "off"}, "trainer.logger has wandb, but W&B's settings do not load: "),
-    ],
-    ids=["no-key", "offline", "disabled", "env-key", "netrc", "malformed-key", "bad-mode"],
-)
-def test_wandb_needs_a_key_a_login_or_an_offline_mode(tmp_path, setup, env, expected):
-    if setup is not None:
-        (tmp_path / ".netrc").write_text(setup)
-        os.chmod(tmp_path / ".netrc", 0o600)
-    check = "import json; from relift.loggers import logger_problems; print(json.dumps(logger_problems(['wandb'])))"
-    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                            env=bare_env(tmp_path, **env))
+# (~/.netrc, environment, the problem's start or None), by case; the case without a key comes last, after
+# cases that had one, so that anything W&B kept between cases would show.
+WANDB_CASES = {
+    "offline": (None, {"WANDB_MODE": "offline"}, None),
+    "disabled": (None, {"WANDB_MODE": "disabled"}, None),
+    "env-key": (None, {"WANDB_API_KEY": KEY}, None),
+    # what `wandb login` writes; wandb 0.31 serves api.wandb.ai's keys to its default host
+    "netrc": ("machine api.wandb.ai\n  login user\n  password " + KEY + "\n", {}, None),
+    "malformed-key": (None, {"WANDB_API_KEY": "short"}, "trainer.logger has wandb, but W&B refuses its credentials: "
+                      "WANDB_API_KEY invalid: API key must have 40+ characters, has 5."),
+    "bad-mode": (None, {"WANDB_MODE": "off"}, "trainer.logger has wandb, but W&B's settings do not load: "),
+    "no-key": (None, {}, "trainer.logger has wandb, but W&B has no API key for "),
+}
+
+# Each case in the same fresh process, its home and environment set, W&B's per-process state torn down after.
+CHECK = """
+import json, os, sys
+from wandb.sdk import wandb_setup
+from relift.loggers import logger_problems
+cases, bare = json.load(open(sys.argv[1])), dict(os.environ)
+results = {}
+for name, (home, env) in cases.items():
+    os.environ.clear()
+    os.environ.update({**bare, "HOME": home, **env})
+    results[name] = logger_problems(["wandb"])
+    wandb_setup.teardown()
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def wandb_answers(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wandb")
+    cases = {}
+    for name, (netrc, env, _) in WANDB_CASES.items():
+        home = root / name
+        home.mkdir()
+        if netrc is not None:
+            (home / ".netrc").write_text(netrc)
+            os.chmod(home / ".netrc", 0o600)
+        cases[name] = (str(home), env)
+    (root / "cases.json").write_text(json.dumps(cases))
+    result = subprocess.run([sys.executable, "-c", CHECK, str(root / "cases.json")], capture_output=True, text=True,
+                            timeout=300, cwd=root, env=bare_env(root))
     assert result.returncode == 0, result.stderr
-    problems = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", WANDB_CASES)
+def test_wandb_needs_a_key_a_login_or_an_offline_mode(wandb_answers, case):
+    expected, problems = WANDB_CASES[case][2], wandb_answers[case]
     if expected is None:
         assert problems == []
     else:

@@ -6,8 +6,10 @@
 One concept per module:
 - `items`: benchmark rows -> samples to produce (each row's chat messages, `--n` samples per row);
 - `generate`: prompts through the model's chat template with the generation prompt, the same as
-  training (`--template no-system` drops the system message, as the reference's eval did); backend
-  `auto` is vLLM when it is importable and a GPU is visible, else transformers batched sampling;
+  training (`--template no-system` drops the system message, as the reference's eval did), each sample
+  with its own seed (run seed, file, row, sample); backend `auto` is vLLM wherever it is installed (GPUs,
+  vLLM's CPU build), else transformers batched sampling;
+- `parallel`: how vLLM spreads over the GPUs (tensor parallelism that fits the heads, copies for the rest);
 - grading is `relift.reward.grade`, the training reward's rule (text after `</think>`, math-verify,
   option letters for multiple choice), bounded in time, in grader processes;
 - `samples`: `<out>/<name>/samples.jsonl`, one line per sample, appended and fsynced as it is made

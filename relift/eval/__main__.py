@@ -10,7 +10,7 @@ import sys
 import time
 
 import relift.eval
-from relift.eval.generate import make_generator, render
+from relift.eval.generate import make_generator, render, sample_seed
 from relift.eval.items import DEFAULT_DATA, load_items
 from relift.eval.metrics import markdown_table, summarize
 from relift.eval.samples import SampleLog, write_outputs
@@ -28,15 +28,21 @@ def evaluate(model_path: str, name: str, args) -> dict:
     pending = [item for item in items if item.key not in log.done]
     print(f"[eval] {name}: {len(items)} samples, {len(log.done)} already in {log.path}, {len(pending)} to go")
     if pending:
-        generator, backend = make_generator(args.backend, model_path)
-        print(f"[eval] {name}: backend {backend}")
+        generator, backend = make_generator(args.backend, model_path, args.tensor_parallel_size,
+                                            args.data_parallel_size)
+        parallel = getattr(generator, "parallelism", None)
+        print(f"[eval] {name}: backend {backend}"
+              + (f", {parallel.data} cop{'y' if parallel.data == 1 else 'ies'} of the model on "
+                 f"{parallel.tensor} device(s) each" if parallel else ""))
+        # vLLM schedules what it is given: every pending sample in one call unless --batch-size says otherwise.
+        batch_size = args.batch_size or (len(pending) if backend == "vllm" else 64)
         graders = concurrent.futures.ThreadPoolExecutor(args.grader_threads)
         with tqdm(total=len(pending), desc=name, unit="sample") as bar:
-            for start in range(0, len(pending), args.batch_size):
-                batch = pending[start : start + args.batch_size]
+            for start in range(0, len(pending), batch_size):
+                batch = pending[start : start + batch_size]
                 prompts = [render(generator.tokenizer, item.messages, args.template) for item in batch]
-                outputs = generator.generate(prompts, args.temperature, args.top_p, args.max_new_tokens,
-                                             args.seed + start)
+                seeds = [sample_seed(args.seed, item.file, item.row, item.sample) for item in batch]
+                outputs = generator.generate(prompts, args.temperature, args.top_p, args.max_new_tokens, seeds)
                 grades = list(graders.map(
                     lambda pair: grade(pair[0].benchmark, pair[1][0], pair[0].ground_truth,
                                        timeout_s=args.grade_timeout_s),
@@ -53,6 +59,8 @@ def evaluate(model_path: str, name: str, args) -> dict:
                 ])
                 bar.update(len(batch))
         graders.shutdown()
+        if hasattr(generator, "close"):
+            generator.close()
     wanted = {item.key for item in items}
     summary = summarize([r for k, r in log.done.items() if k in wanted])
     print(f"\n## {name}\n\n" + write_outputs(out_dir, name, summary) + "\n")
@@ -85,8 +93,15 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--top-p", type=float, default=1.0)
     run.add_argument("--max-new-tokens", type=int, default=8192)
     run.add_argument("--template", choices=["train", "no-system"], default="train")
-    run.add_argument("--backend", choices=["auto", "vllm", "hf"], default="auto")
-    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument("--backend", choices=["auto", "vllm", "hf"], default="auto",
+                     help="auto: vLLM wherever it is installed, else transformers")
+    run.add_argument("--batch-size", type=int,
+                     help="samples per generation call, written when it returns (default: all for vLLM, 64 else)")
+    run.add_argument("--tensor-parallel-size", type=int,
+                     help="GPUs per copy of the model (vLLM; default: the fewest that fit the weights and divide "
+                          "the attention and KV heads)")
+    run.add_argument("--data-parallel-size", type=int,
+                     help="copies of the model, each in a process of its own (vLLM; default: as many as the GPUs hold)")
     run.add_argument("--max-rows-per-benchmark", type=int, help="first K rows of each benchmark (smoke tests)")
     run.add_argument("--grader-threads", type=int, default=4)
     run.add_argument("--grade-timeout-s", type=float, default=DEFAULT_TIMEOUT_S,
@@ -108,7 +123,10 @@ def main(argv: list[str] | None = None) -> None:
                      "dataset/: run from its root, or name the files with --data)")
     started = time.time()
     for model, name in zip(args.models, names, strict=True):
-        evaluate(model, name, args)
+        try:
+            evaluate(model, name, args)
+        except ValueError as error:  # a parallelism vLLM would refuse: before any model loads
+            parser.error(f"{model}: {error}")
     print(f"[eval] done in {time.time() - started:.0f} s")
 
 
