@@ -34,7 +34,7 @@ for arm in relift grpo; do
         trainer.total_epochs=1 trainer.total_training_steps=3 trainer.test_freq=-1 trainer.save_freq=-1 \
         trainer.logger='[console,file]' trainer.default_local_dir="$OUT/checkpoints/$arm" hydra.run.dir="$OUT/hydra/$arm" \
         "$@" > "$OUT/$arm.log" 2>&1 || { tail -40 "$OUT/$arm.log"; echo "[gpu_smoke] $arm failed: $OUT/$arm.log"; exit 1; }
-    echo "[gpu_smoke] $arm: 3 steps done ($OUT/$arm.log)"
+    echo "[gpu_smoke] $arm: done ($OUT/$arm.log)"
 done
 
 python3 - "$OUT" <<'EOF'

@@ -75,11 +75,14 @@ def make_handler(args, script: Script | None, generate):
             pass
 
         def reply(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the client timed out or its run was killed
+                self.close_connection = True
 
         def do_GET(self):
             if self.path.rstrip("/") == "/v1/models" and not args.no_models:

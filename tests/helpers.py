@@ -1,5 +1,5 @@
-"""What several test modules share: the repository's path, the composed configuration, the CPU run's overrides,
-a relift.main run, and the chat-completions server on 127.0.0.1 (tests/chat_server.py). Fixtures are in
+"""What several test modules share: the repository's path, the composed configuration, the CPU run's overrides
+and the chat-completions server on 127.0.0.1 (tests/chat_server.py). Fixtures are in
 conftest.py."""
 
 import json
@@ -40,17 +40,6 @@ def cpu_overrides(tiny, out_dir, steps: int) -> list[str]:
         f"trainer.default_local_dir={out_dir}/checkpoints",
         "data.max_response_length=24",
     ]
-
-
-def run_main(overrides: list[str], metrics_path: str, log_path: str, **env: str) -> str:
-    """`python -m relift.main` with these overrides (and environment variables); returns its log."""
-    env = {**os.environ, "VERL_FILE_LOGGER_PATH": metrics_path, **env}
-    with open(log_path, "w") as log:
-        result = subprocess.run([sys.executable, "-m", "relift.main", *overrides], stdout=log, stderr=subprocess.STDOUT,
-                                env=env, timeout=900)
-    text = open(log_path).read()
-    assert result.returncode == 0, text[-4000:]
-    return text
 
 
 class Server:

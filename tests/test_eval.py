@@ -1,5 +1,6 @@
 """relift.eval as a user runs it, on CPU with the tiny model and the bundled benchmarks."""
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -144,11 +145,13 @@ def test_vllm_draws_each_sample_with_its_own_seed_whatever_the_copies(tiny, tmp_
     same samples as one."""
     common = ["--backend", "vllm", "--data", BUNDLED[0], "--max-rows-per-benchmark", 1, "--n", 4,
               "--temperature", 1.0, "--max-new-tokens", 12]
-    one = run_eval("run", tiny["warm_model"], "--name", "one", "--out", tmp_path, *common, timeout=600)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # each mostly starts vLLM, one core at a time
+        one = pool.submit(run_eval, "run", tiny["warm_model"], "--name", "one", "--out", tmp_path, *common, timeout=600)
+        two = pool.submit(run_eval, "run", tiny["warm_model"], "--name", "two", "--out", tmp_path, *common,
+                          "--data-parallel-size", 2, timeout=600)
+        one, two = one.result(), two.result()
     assert one.returncode == 0, one.stderr[-3000:]
     assert "[eval] one: backend vllm, 1 copy of the model on 1 device(s) each" in one.stdout
-    two = run_eval("run", tiny["warm_model"], "--name", "two", "--out", tmp_path, *common,
-                   "--data-parallel-size", 2, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "[eval] two: backend vllm, 2 copies of the model on 1 device(s) each" in two.stdout
     samples = {name: {(s["file"], s["row"], s["sample"]): s["response"] for s in map(json.loads, open(

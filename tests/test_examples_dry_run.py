@@ -1,6 +1,7 @@
 """`DRY_RUN=1 bash examples/<script>.sh`: every GPU example composes its full configuration and passes
 relift's checks, veRL's own validation and the data and model-path checks, without Ray or a GPU."""
 
+import concurrent.futures
 import glob
 import os
 import re
@@ -32,12 +33,30 @@ def long_context_model(inputs, tmp_path_factory):
     return out
 
 
-def dry_run(script: str, **env: str) -> subprocess.CompletedProcess:
-    """The scripts work from the repository's root: Hydra's run folder goes to the test's working directory."""
+def dry_run(script: str, hydra_dir: str, **env: str) -> subprocess.CompletedProcess:
+    """The scripts work from the repository's root: Hydra's run folder goes to hydra_dir."""
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]
     env = {**os.environ, "DRY_RUN": "1", "PATH": path, **env}
-    hydra = [] if script.endswith("-sft-baseline.sh") else [f"hydra.run.dir={os.getcwd()}/hydra"]
-    return subprocess.run(["bash", script, *hydra], capture_output=True, text=True, env=env, timeout=120)
+    hydra = [] if script.endswith("-sft-baseline.sh") else [f"hydra.run.dir={hydra_dir}"]
+    return subprocess.run(["bash", script, *hydra], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def dry_runs(inputs, long_context_model, tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """Every dry run of this module, two at a time: each is one Python process that mostly imports."""
+    long = {**inputs, "MODEL": long_context_model}
+    runs = {os.path.basename(script): (script, {**inputs, **({"RAY_ADDRESS": "127.0.0.2:6379"} if "two-nodes" in script
+                                                             else {})}) for script in EXAMPLES}
+    runs["missing model"] = (os.path.join(REPO, "examples", "qwen2.5-math-7b.sh"),
+                             {**inputs, "MODEL": "/nonexistent/model"})
+    runs["sft"] = (os.path.join(REPO, "examples", "qwen2.5-math-7b-sft-baseline.sh"), long)
+    runs["sft short context"] = (os.path.join(REPO, "examples", "qwen2.5-math-7b-sft-baseline.sh"), inputs)
+    runs["sft rl"] = (os.path.join(REPO, "examples", "qwen2.5-math-7b-sft-rl-baseline.sh"), long)
+    hydra = tmp_path_factory.mktemp("dry_run_hydra")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = {name: pool.submit(dry_run, script, str(hydra / str(i)), **env)
+                   for i, (name, (script, env)) in enumerate(runs.items())}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def test_every_example_is_covered():
@@ -46,9 +65,9 @@ def test_every_example_is_covered():
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=os.path.basename)
-def test_example_dry_run(script, inputs):
-    cluster = {"RAY_ADDRESS": "127.0.0.2:6379"} if "two-nodes" in script else {}
-    result = dry_run(script, **inputs, **cluster)
+def test_example_dry_run(script, dry_runs):
+    cluster = "two-nodes" in script
+    result = dry_runs[os.path.basename(script)]
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "[relift] dry run: configuration and data valid; nothing started" in output
@@ -69,8 +88,8 @@ def test_example_dry_run(script, inputs):
     assert re.search(r"\n  disk              [\d.]+ [kM]B at most \(1 checkpoint\(s\) of .*\), .* free in ", output)
 
 
-def test_dry_run_refuses_a_missing_model(inputs):
-    result = dry_run(os.path.join(REPO, "examples", "qwen2.5-math-7b.sh"), **{**inputs, "MODEL": "/nonexistent/model"})
+def test_dry_run_refuses_a_missing_model(dry_runs):
+    result = dry_runs["missing model"]
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "actor_rollout_ref.model.path=/nonexistent/model: no Hugging Face model there" in output
@@ -84,11 +103,10 @@ def test_two_nodes_needs_the_cluster_address(inputs):
     assert "set RAY_ADDRESS to address:port of the Ray head" in result.stderr
 
 
-def test_sft_baseline_dry_run(inputs, long_context_model):
+def test_sft_baseline_dry_run(dry_runs):
     """The SFT-only example: the paper's 3 epochs at LUFFY's batch 64 and lr 5e-5 over 8 GPUs, every row
     within 16,384 tokens; the model's context is checked (the tiny model's own 2,048 is refused)."""
-    script = os.path.join(REPO, "examples", "qwen2.5-math-7b-sft-baseline.sh")
-    result = dry_run(script, **{**inputs, "MODEL": long_context_model})
+    result = dry_runs["sft"]
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "8 rank(s), batch 64 (8 per rank), 4 steps per epoch, 12 steps (3 epochs)" in output
@@ -96,16 +114,15 @@ def test_sft_baseline_dry_run(inputs, long_context_model):
     assert "[sft_baseline] dry run: configuration and data valid; nothing started" in output
     assert "Warning" not in output and "Traceback" not in output
 
-    short = dry_run(script, **inputs)
+    short = dry_runs["sft short context"]
     assert short.returncode != 0
     assert "--max-length 16384 is over the model's max_position_embeddings 2048" in short.stderr
 
 
-def test_sft_rl_baseline_dry_run(inputs, long_context_model):
+def test_sft_rl_baseline_dry_run(dry_runs):
     """SFT->RL: the SFT-only stage's plan, then the RL-only stage's on the same data (checked on the base model,
     as the SFT model does not exist yet)."""
-    result = dry_run(os.path.join(REPO, "examples", "qwen2.5-math-7b-sft-rl-baseline.sh"),
-                     **{**inputs, "MODEL": long_context_model})
+    result = dry_runs["sft rl"]
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "12 steps (3 epochs)" in output and "[sft_baseline] dry run: configuration and data valid" in output

@@ -328,10 +328,13 @@ def test_a_caller_waiting_for_a_grader_that_gets_killed_is_served():
 
 
 def test_grader_failure_is_an_error_not_a_wrong_answer():
-    code = "from relift.reward import grade; print(grade('math', '</think> \\\\boxed{4}', '4').status)"
+    code = ("from relift.reward import compute_score, grade\n"
+            "print(grade('math', '</think> \\\\boxed{4}', '4').status)\n"
+            "flags = compute_score('math', '</think> \\\\boxed{4}', '4')\n"
+            "print(flags['score'], flags['sent_to_grader'], flags['grader_failed'])\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "RELIFT_GRADER_PROCESSES": "0"})
-    assert result.stdout.strip() == "error"
+    assert result.stdout.split("\n")[:2] == ["error", "0.0 1.0 1.0"], result.stdout + result.stderr[-2000:]
     assert "[relift] grader process failed: RELIFT_GRADER_PROCESSES=0" in result.stderr
 
 
