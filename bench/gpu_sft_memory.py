@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from relift.cli import HelpFormatter
 from relift.offload import move_optimizer_state, state_bytes
 from relift.sft import build_sft_batch, sft_loss
 
@@ -62,7 +63,7 @@ def supervised_step(model, optimizer, batch: dict[str, torch.Tensor]) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--model", choices=sorted(MODELS), default="qwen2.5-math-1.5b")
     parser.add_argument("--demos", type=int, default=4, help="demonstrations in the supervised batch")
     parser.add_argument("--prompt-len", type=int, default=256)

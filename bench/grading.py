@@ -27,6 +27,7 @@ from decimal import Decimal
 
 import pandas as pd
 
+from relift.cli import HelpFormatter
 from relift.data import write_text_atomic
 from relift.reward import choice_label, compute_score, grade
 
@@ -168,7 +169,7 @@ def ordinary_answers() -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--out", default="bench/results/grading.json")
     parser.add_argument("--batch", type=int, default=1024)
     args = parser.parse_args()

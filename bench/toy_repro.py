@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 
+from relift.cli import HelpFormatter
 from relift.data import write_atomic, write_text_atomic
 from relift.toy.digit_tasks import DATA_SOURCE, TYPES
 from relift.toy.runs import VAL_PER_TYPE, build_inputs, held_out, read_metrics, toy_config, train, with_overall
@@ -279,7 +280,7 @@ def plot(result: dict, path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--seed", type=int, nargs="+", default=[1])
     parser.add_argument("--out", required=True, help="result JSON; with several seeds a .png and .md beside it")
     parser.add_argument("--steps", type=int, default=60)

@@ -3,6 +3,8 @@
     cd dataset && python prepare_train.py                       # the reference's source, from the HF hub
     python dataset/prepare_train.py --input my.jsonl --output dataset/mine.parquet \\
         --tokenizer /models/Qwen2.5-Math-7B-16k-think --max-prompt-length 1024 --max-target-len 8192
+    python dataset/prepare_train.py --input my.jsonl --output dataset/mine.parquet --holdout 500
+                                                                # + dataset/mine_valid.parquet, 500 questions
 
 Sources: the Hugging Face dataset `Elliott/Openr1-Math-46k-8192` (LUFFY's OpenR1 subset, already in the
 schema) by default, or local parquet / jsonl / json files (`--input`, several allowed) in the schema or
@@ -38,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import pandas as pd
 
+from relift.cli import HelpFormatter
 from relift.config import trainer_yaml
 from relift.data import (
     DataFileError,
@@ -207,8 +210,10 @@ def prepare(args) -> dict:
                     counts["kept: demonstration longer than --max-target-len (will be truncated)"] += 1
             kept.append((row, {"file": source, "row": index, "record": record}))
 
-    if args.seed is not None:
-        kept = [kept[i] for i in pd.Series(range(len(kept))).sample(frac=1.0, random_state=args.seed)]
+    if args.seed is not None or args.holdout:
+        seed = 0 if args.seed is None else args.seed
+        kept = [kept[i] for i in pd.Series(range(len(kept))).sample(frac=1.0, random_state=seed)]
+    holdout, kept = [row for row, _ in kept[: args.holdout]], kept[args.holdout :]
     if args.max_rows is not None:
         kept = kept[: args.max_rows]
     kept = check(args, kept, rejects, counts)
@@ -223,11 +228,19 @@ def prepare(args) -> dict:
         row["extra_info"] = {**(row.get("extra_info") or {}), "index": i}
     write_parquet_atomic(pd.DataFrame(rows), args.output)
     counts["written"] = len(rows)
+    if holdout:
+        holdout_path = holdout_output(args)
+        write_parquet_atomic(pd.DataFrame(holdout), holdout_path)
+        counts[f"held out for validation ({holdout_path})"] = len(holdout)
     if rejects:
         rejects_path = args.rejects or os.path.splitext(args.output)[0] + ".rejects.jsonl"
         write_text_atomic(rejects_path, "".join(json.dumps(r, default=str) + "\n" for r in rejects))
         counts["rejects file"] = rejects_path
     return dict(counts)
+
+
+def holdout_output(args) -> str:
+    return args.holdout_output or os.path.splitext(args.output)[0] + "_valid.parquet"
 
 
 def verdict(row: dict) -> tuple[bool | None, str | None]:
@@ -328,7 +341,7 @@ def teach(args, rows: list[dict], tokenizer, counts: Counter) -> list[dict]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--input", nargs="+", help="local parquet / jsonl / json files (default: the HF dataset)")
     parser.add_argument("--hf-dataset", default=HF_DATASET)
     parser.add_argument("--output", default="openr1.parquet")
@@ -340,7 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="count demonstrations that do not fit in this many tokens with their EOS "
                              "(default: relift.max_target_len, %(default)s)")
     parser.add_argument("--max-rows", type=int)
-    parser.add_argument("--seed", type=int, help="shuffle the rows with this seed before --max-rows")
+    parser.add_argument("--seed", type=int, help="shuffle the rows with this seed before --holdout and --max-rows")
+    parser.add_argument("--holdout", type=int, default=0,
+                        help="write this many questions, drawn with --seed (0 without it), to a validation file "
+                             "instead of training on them: the questions `best` is picked on, apart from every "
+                             "benchmark it is evaluated on")
+    parser.add_argument("--holdout-output", help="the validation file (default: <output>_valid.parquet)")
     parser.add_argument("--system-prompt", default=SYSTEM_PROMPT, help="for mapped rows; '' for none")
     parser.add_argument("--allow-missing-target", action="store_true", help="keep rows without a demonstration")
     parser.add_argument("--skip-bad", action="store_true", help="write bad rows to a rejects file instead of failing")
@@ -368,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.holdout < 0:
+        parser.error(f"--holdout {args.holdout}: a number of questions, 0 or more")
     if args.teacher_endpoint and not args.teacher_model:
         parser.error("--teacher-endpoint needs --teacher-model, the served model's name")
     try:

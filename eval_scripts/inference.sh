@@ -4,6 +4,8 @@
 #   NAMES="relift rl" N=1 MAX_NEW_TOKENS=8192 bash eval_scripts/inference.sh /ckpts/a /ckpts/b
 # Models are separate arguments (paths may contain commas); NAMES pairs with them in order.
 # Results: results/<name>/{samples.jsonl, summary.json, table.md}; reruns resume.
+[ -n "${BASH_VERSION:-}" ] || { echo "[relift] run it with bash: bash $0" >&2; return 2 2>/dev/null || exit 2; }
+source "$(dirname "${BASH_SOURCE[0]}")/../examples/common.sh" "$@" || return 2
 set -euo pipefail
 if [ $# -eq 0 ]; then
     echo "usage: bash eval_scripts/inference.sh MODEL [MODEL ...]" >&2

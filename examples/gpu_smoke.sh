@@ -5,6 +5,8 @@
 #   MODEL=/models/Qwen2.5-0.5B-Instruct bash examples/gpu_smoke.sh [overrides...]
 # Without MODEL it builds relift's tiny model; the data are the digit tasks, built offline. Skipped
 # (exit 0) where there is no CUDA; SMOKE_DEVICE=cpu runs the same on relift's CPU path instead.
+[ -n "${BASH_VERSION:-}" ] || { echo "[relift] run it with bash: bash $0" >&2; return 2 2>/dev/null || exit 2; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@" || return 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${SMOKE_DEVICE:-gpu}

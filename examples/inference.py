@@ -1,19 +1,28 @@
-"""Ask a trained checkpoint one question: vLLM on a GPU, transformers on CPU.
+"""Ask a trained checkpoint one question, through relift.eval's generator (vLLM where it is installed, else
+transformers) and chat template, and print the response and the answer relift's grader would read.
 
     python examples/inference.py /path/to/checkpoint "What is 7 * 8?"
 """
 
-import sys
+import argparse
 
+from relift.cli import HelpFormatter
 from relift.eval.generate import make_generator, render
 from relift.reward import extract_answer_text
 
 
 def main() -> None:
-    model, question = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "What is 7 * 8?"
-    generator, backend = make_generator("auto", model)
-    prompt = render(generator.tokenizer, [{"role": "user", "content": question}], template="train")
-    (text, tokens, stopped), = generator.generate([prompt], temperature=0.6, top_p=1.0, max_new_tokens=1024, seed=0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("model", help="a Hugging Face checkpoint folder (e.g. a run's checkpoints/best)")
+    parser.add_argument("question", nargs="?", default="What is 7 * 8?", help="the question")
+    parser.add_argument("--temperature", type=float, default=0.6)
+    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--backend", choices=["auto", "vllm", "hf"], default="auto")
+    args = parser.parse_args()
+    generator, backend = make_generator(args.backend, args.model)
+    prompt = render(generator.tokenizer, [{"role": "user", "content": args.question}], template="train")
+    (text, tokens, stopped), = generator.generate([prompt], temperature=args.temperature, top_p=1.0,
+                                                  max_new_tokens=args.max_new_tokens, seed=0)
     print(f"[{backend}] {tokens} tokens{'' if stopped else ' (cut at max tokens)'}\n{text}")
     print(f"\nanswer: {extract_answer_text(text, require_think=False).strip()}")
 

@@ -25,6 +25,8 @@ import os
 import shutil
 import sys
 
+from relift.cli import HelpFormatter
+
 THINK_PROMPT = "<|im_start|>assistant\n<think>\n"
 # Qwen2.5's template writes its generation prompt as this Jinja string literal.
 QWEN_GENERATION_PROMPT = "'<|im_start|>assistant\\n'"
@@ -141,7 +143,7 @@ def check(folder: str, data: str | None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--base", required=True, help="local Hugging Face checkpoint")
     parser.add_argument("--out", required=True, help="new folder (must not exist)")
     parser.add_argument("--context", type=int, help=f"max_position_embeddings (Qwen2.5-Math default {PAPER_CONTEXT})")

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # ReLIFT on Qwen2.5-7B (base, "-think" chat template), one node of 8 GPUs.
 # The paper's interleaving (INTERLEAVE=paper); INTERLEAVE= (empty) trains with relift's stabilizers instead.
-MODEL=${MODEL:-$MODEL_ROOT/Qwen2.5-7B-think} EXP=${EXP:-7b_relift} \
-    INTERLEAVE=${INTERLEAVE-paper} exec bash "$(dirname "$0")/run_relift.sh" "$@"
+[ -n "${BASH_VERSION:-}" ] || { echo "[relift] run it with bash: bash $0" >&2; return 2 2>/dev/null || exit 2; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@" || return 2
+MODEL=$(default_model Qwen2.5-7B-think) || exit 2
+export MODEL EXP=${EXP:-7b_relift} INTERLEAVE=${INTERLEAVE-paper}
+exec bash "$(dirname "$0")/run_relift.sh" "$@"

@@ -7,8 +7,10 @@
 # warm-up and 16,384 tokens per sequence are the closest published ones: LUFFY's SFT command for the same
 # OpenR1 data and -think model (ElliottYan/LUFFY README, OpenRLHF). The final model is OUT/final.
 # Rerunning the same command resumes from the latest (end-of-epoch) checkpoint and trains the epochs left.
+[ -n "${BASH_VERSION:-}" ] || { echo "[relift] run it with bash: bash $0" >&2; return 2 2>/dev/null || exit 2; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@" || return 2
 set -euo pipefail
-MODEL=${MODEL:-${MODEL_ROOT:?set MODEL_ROOT (or MODEL)}/Qwen2.5-Math-7B-16k-think}
+MODEL=$(default_model Qwen2.5-Math-7B-16k-think) || exit 2
 TRAIN_FILES=${TRAIN_FILES:-dataset/openr1.parquet}
 OUT=${OUT:-train_results/SFT/math_7b_sft}
 NNODES=${NNODES:-1}
@@ -24,7 +26,7 @@ args=(
     trainer.max_ckpt_to_keep=1
     "$@"
 )
-if [ -n "${DRY_RUN:-}" ]; then
+if dry_run; then
     exec python3 -m relift.sft_baseline --dry-run --world-size $((NNODES * GPUS_PER_NODE)) "${args[@]}"
 fi
 exec torchrun --nnodes "$NNODES" --node-rank "${NODE_RANK:-0}" --nproc-per-node "$GPUS_PER_NODE" \

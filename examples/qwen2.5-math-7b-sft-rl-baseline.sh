@@ -8,15 +8,17 @@
 #   DRY_RUN=1 ...   checks both stages; the RL stage is checked on the base model, its SFT model not yet trained.
 # Rerunning the same command resumes: a finished SFT stage trains nothing more, the RL stage resumes from its
 # latest checkpoint.
+[ -n "${BASH_VERSION:-}" ] || { echo "[relift] run it with bash: bash $0" >&2; return 2 2>/dev/null || exit 2; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@" || return 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BASE=${MODEL:-${MODEL_ROOT:?set MODEL_ROOT (or MODEL)}/Qwen2.5-Math-7B-16k-think}
+BASE=$(default_model Qwen2.5-Math-7B-16k-think) || exit 2
 OUT=${OUT:-train_results/SFT_RL/math_7b_sft_rl}
 
 OUT="$OUT/sft" MODEL="$BASE" bash examples/qwen2.5-math-7b-sft-baseline.sh
 RL_MODEL="$OUT/sft/final"
-[ -n "${DRY_RUN:-}" ] && RL_MODEL="$BASE"
+dry_run && RL_MODEL="$BASE"
 MODEL="$RL_MODEL" EXP=${EXP:-math_7b_sft_rl} bash examples/qwen2.5-math-7b-rl-baseline.sh \
     trainer.default_local_dir="$OUT/rl" "$@"
-[ -n "${DRY_RUN:-}" ] && exit 0
+dry_run && exit 0
 python3 -m relift.accounting --arm sft_rl --out "$OUT/summary.json" "$OUT/sft/summary.json" "$OUT/rl/summary.json"

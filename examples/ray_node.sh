@@ -13,6 +13,8 @@
 #   RAY_AUTH_TOKEN_PATH  the cluster's token file (default ~/.ray/auth_token). The head creates it if it
 #                  is missing; every node and the training driver need the same token (copy the file,
 #                  or put it on a shared filesystem and point RAY_AUTH_TOKEN_PATH at it).
+[ -n "${BASH_VERSION:-}" ] || { echo "[relift] run it with bash: bash $0" >&2; return 2 2>/dev/null || exit 2; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@" || return 2
 set -euo pipefail
 role=${1:?usage: ray_node.sh head|join [ray start options]}
 shift

@@ -5,6 +5,8 @@
 #   MODEL=/path/to/Qwen2.5-Math-7B-16k-think EXP=math_7b_relift bash examples/run_relift.sh [overrides...]
 # Logs to the console and TensorBoard (no account needed); W&B: add trainer.logger='[console,wandb]'
 # with WANDB_API_KEY set (or after `wandb login`, or with WANDB_MODE=offline).
+[ -n "${BASH_VERSION:-}" ] || { echo "[relift] run it with bash: bash $0" >&2; return 2 2>/dev/null || exit 2; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@" || return 2
 set -euo pipefail
 : "${MODEL:?set MODEL to a local Hugging Face checkpoint (a -think chat template, see README)}"
 : "${EXP:?set EXP, the experiment name}"

@@ -12,6 +12,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from relift.cli import HelpFormatter
+
 
 @dataclass
 class Account:
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from relift.data import write_text_atomic
 
-    parser = argparse.ArgumentParser(description="One compute summary for consecutive stages of a run.")
+    parser = argparse.ArgumentParser(description="One compute summary for consecutive stages of a run.",
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--arm", required=True)
     parser.add_argument("--out", required=True, help="the combined summary.json")
     parser.add_argument("stages", nargs="+", help="each stage's summary.json, in order")

@@ -35,7 +35,8 @@ from relift.reward import grade
 
 REQUIRED_COLUMNS = ("data_source", "prompt", "ability", "reward_model")
 ROLES = {"system", "user", "assistant"}
-# Demonstrations graded per training file before Ray starts: 3.5 ms each on 2 cores (README.md, "Train on GPUs").
+# Demonstrations graded per training file before Ray starts: 3.5 ms each on 2 cores (docs/training.md,
+# "Training data and demonstrations").
 DEMONSTRATION_SAMPLE = 256
 
 

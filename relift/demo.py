@@ -24,6 +24,7 @@ import time
 
 from relift import accounting
 from relift.checkpoints import SUMMARY_FILE
+from relift.cli import HelpFormatter
 from relift.data import write_atomic, write_text_atomic
 from relift.toy.digit_tasks import TYPES
 from relift.toy.runs import VAL_PER_TYPE, build_inputs, held_out, latest_hf_model, read_metrics, train
@@ -91,7 +92,7 @@ def knowledge_verdict(lowest: dict, final: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--out", default="outputs/cpu-demo")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)

@@ -12,11 +12,17 @@ the rendered prompt already opened the block.
 
 from __future__ import annotations
 
+import re
+
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 # What a generation prompt that opens the think block ends with.
 OPENED_THINK = THINK_OPEN + "\n"
 BOXED = "\\boxed{"
+# A tokenizer's special tokens written out as text: `<|im_end|>`, `<|endoftext|>`, DeepSeek's
+# `<｜end▁of▁sentence｜>` (full-width bars), `</s>`. Trained as text, the student's tokenizer may read one as its
+# own end of sequence or turn marker.
+SPECIAL_TEXT = re.compile(r"<\|[^|<>\s]{1,64}\|>|<｜[^｜<>\s]{1,64}｜>|</s>")
 
 
 def strip_think_prefix(rendered_prompt: str, demonstration: str) -> str:
@@ -54,6 +60,15 @@ def _untagged(text: str) -> str:
     return text.replace(THINK_OPEN, "").replace(THINK_CLOSE, "").strip()
 
 
+_SPECIAL_END = re.compile(rf"(?:{SPECIAL_TEXT.pattern})\s*\Z")
+
+
+def _without_special_end(text: str) -> str:
+    while match := _SPECIAL_END.search(text):
+        text = text[: match.start()]
+    return text.rstrip()
+
+
 def _squeezed(text: str) -> str:
     return " ".join(text.split())
 
@@ -66,8 +81,12 @@ def normalise_demonstration(content: str | None, reasoning: str | None = None,
     every other think tag is dropped. Without `</think>` and without `reasoning`, all of `content` is
     reasoning. An answer without `\\boxed{}` gets "The final answer is $\\boxed{X}$.", X being `final_answer`
     (the source's own mark of its final answer, e.g. GSM8K's `#### 6`) or else the reasoning's last boxed
-    answer. Returns None when there is no answer to box."""
-    content = content or ""
+    answer. Special-token text (`SPECIAL_TEXT`) ending `content` or `reasoning` is dropped (a server that left
+    its end of sequence in); anywhere else it makes the reply unusable. Returns None when there is no answer to
+    box or the reply holds special-token text inside."""
+    content, reasoning = _without_special_end(content or ""), _without_special_end(reasoning or "")
+    if SPECIAL_TEXT.search(content) or SPECIAL_TEXT.search(reasoning):
+        return None
     cut = content.rfind(THINK_CLOSE)
     if cut >= 0:
         parts, answer = [reasoning or "", content[:cut]], content[cut + len(THINK_CLOSE) :]

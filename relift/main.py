@@ -10,6 +10,8 @@ interface, or attaches to the cluster at `RAY_ADDRESS` as veRL does on GPU (`rel
 from __future__ import annotations
 
 import os
+import sys
+from importlib import resources
 
 import hydra
 from omegaconf import DictConfig
@@ -48,14 +50,50 @@ def supervised(config: DictConfig) -> list[str]:
     return describe(supervised_settings(config))
 
 
+def dry_run_requested() -> bool:
+    """DRY_RUN=1: check the configuration and data, print the plan, start nothing; unset, empty or 0: train.
+    Any other value (DRY_RUN=true) is refused rather than guessed (examples/common.sh reads it the same way).
+
+    Raises SystemExit with one line for another value."""
+    value = os.environ.get("DRY_RUN", "")
+    if value not in ("", "0", "1"):
+        raise SystemExit(f"[relift] DRY_RUN={value}: set DRY_RUN=1 to check without starting anything, or unset it "
+                         "to run")
+    return value == "1"
+
+
+def usage() -> str:
+    """`--help`: how to call it, and relift's own keys with their defaults and comments, from the YAML itself."""
+    yaml = (resources.files("relift.config") / "relift_trainer.yaml").read_text().splitlines()
+    start = yaml.index("relift:")
+    end = next(i for i in range(start + 1, len(yaml)) if yaml[i] and not yaml[i][0].isspace() and yaml[i][0] != "#")
+    keys = "\n".join(line for line in yaml[start:end] if line.strip())
+    return f"""usage: python -m relift.main [key=value ...]
+
+Trains with ReLIFT on veRL: Hydra overrides of relift/config/relift_trainer.yaml (veRL's ppo_trainer and
+relift's keys below). Groups: device=cpu (relift's CPU path), interleave=paper (the paper's interleaving,
+without relift's stabilizers), toy=digits (the digit-task toy).
+
+  DRY_RUN=1 python -m relift.main ...     check the configuration and the data, print the plan, start nothing
+  python -m relift.main --cfg job ...     print the whole composed configuration, veRL's keys included
+  python -m relift.main --hydra-help      Hydra's own options
+
+relift's keys (relift_trainer.yaml; device=cpu and interleave=paper change some):
+
+{keys}"""
+
+
 def run(config: DictConfig) -> None:
     """Preflight (relift.preflight: every problem, before Ray), then start Ray and train. With DRY_RUN=1,
     print the plan after the checks instead."""
+    dry_run = dry_run_requested()
     report = preflight(config)
     if report.problems:
         header = [] if len(report.problems) == 1 else [f"[relift] {len(report.problems)} problems, nothing started:"]
         raise SystemExit("\n".join(header + [f"[relift] {problem}" for problem in report.problems]))
-    if os.environ.get("DRY_RUN") == "1":
+    for warning in report.warnings:
+        print(f"[relift] warning: {warning}", flush=True)
+    if dry_run:
         print(plan(config, report.rows, report.checkpoints))
         return
     print("[relift] " + "\n[relift] ".join(report.checkpoints), flush=True)
@@ -87,4 +125,7 @@ def main(config: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(usage())
+        raise SystemExit(0)
     main()

@@ -3,17 +3,18 @@ problem it finds, each one line naming the key (or file, row and field), its val
 works, instead of stopping at the first.
 
 In order: the configuration's size relations and the checkpoint to resume from (`relift.checks`), the
-training files and their demonstrations (`relift.data`), the model path (and, on CPU, its head size
-against vLLM's CPU attention), the teacher endpoint (one request), `RAY_ADDRESS`, every logger
-(`relift.loggers`), veRL's own `validate_config`, and the disk the checkpoints need
-(`relift.checkpoints`). A check that needs what an earlier one refused (the rows, the model's config) is
-skipped.
+training files and their demonstrations (`relift.data`), the model path (its tokenizer's `</think>`, and on
+CPU its head size against vLLM's CPU attention), the teacher endpoint (one request), `RAY_ADDRESS`, every
+logger (`relift.loggers`), veRL's own `validate_config`, and the disk the checkpoints need
+(`relift.checkpoints`); as a warning, validation questions that the evaluation benchmarks hold. A check
+that needs what an earlier one refused (the rows, the model's config) is skipped.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 
 from omegaconf import DictConfig
@@ -26,6 +27,8 @@ class Preflight:
     """Training rows over every file, None when the data was refused."""
     checkpoints: list[str] = field(default_factory=list)
     """The checkpoint plan's lines (sizes, disk)."""
+    warnings: list[str] = field(default_factory=list)
+    """What works but may not be what the user wants (each one line)."""
 
 
 def preflight(config: DictConfig) -> Preflight:
@@ -37,8 +40,8 @@ def preflight(config: DictConfig) -> Preflight:
     data_problems, report.rows = training_data(config)
     report.problems += data_problems
     model_problem = model_path(config)
-    rollout_problem = None if model_problem else cpu_rollout(config)
-    report.problems += [problem for problem in [model_problem, rollout_problem, teacher(config), ray_address()]
+    model_problems = [] if model_problem else [cpu_rollout(config), think_tag(config)]
+    report.problems += [problem for problem in [model_problem, *model_problems, teacher(config), ray_address()]
                         if problem]
     from relift.loggers import logger_problems
 
@@ -48,6 +51,7 @@ def preflight(config: DictConfig) -> Preflight:
     if report.rows is not None and model_problem is None:
         disk_problems, report.checkpoints = checkpoint_disk(config, report.rows)
         report.problems += disk_problems
+    report.warnings += [warning for warning in [validation_overlap(config)] if warning]
     return report
 
 
@@ -128,6 +132,70 @@ def cpu_rollout(config: DictConfig) -> str | None:
     return (f"actor_rollout_ref.model.path={config.actor_rollout_ref.model.path}: head_dim {head_dim} is not one "
             f"vLLM's CPU attention supports ({', '.join(map(str, VLLM_CPU_HEAD_SIZES))}): use such a model, or "
             "actor_rollout_ref.rollout.name=hf")
+
+
+def think_tag(config: DictConfig) -> str | None:
+    """relift's reward grades what follows `</think>` in the decoded response, and veRL's reward manager decodes
+    with skip_special_tokens=True (verl/experimental/reward_loop/reward_manager/naive.py): a tokenizer that
+    marks `</think>` as a special token loses it there, and every reward is 0."""
+    reward = config.reward.custom_reward_function
+    if not (reward.path == "pkg://relift.reward" and reward.get("reward_kwargs", {}).get("require_think", True)):
+        return None
+    path = os.path.expanduser(config.actor_rollout_ref.model.path)
+    if not os.path.isdir(path):  # a hub name: nothing local to read
+        return None
+    from transformers import AutoTokenizer
+
+    from relift.layout import THINK_CLOSE
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError):  # no tokenizer files: veRL names that when it loads the model
+        return None
+    special = set(tokenizer.all_special_tokens) | {t.content for t in tokenizer.added_tokens_decoder.values()
+                                                   if t.special}
+    if THINK_CLOSE not in special:
+        return None
+    return (f"actor_rollout_ref.model.path={config.actor_rollout_ref.model.path}: its tokenizer marks {THINK_CLOSE} "
+            "as a special token, which veRL drops when it decodes a response for the reward (skip_special_tokens): "
+            f"every response would score 0. Make {THINK_CLOSE} an ordinary added token (\"special\": false in "
+            "tokenizer.json's added_tokens and tokenizer_config.json's added_tokens_decoder), or grade without it: "
+            "reward.custom_reward_function.reward_kwargs.require_think=false")
+
+
+def validation_overlap(config: DictConfig) -> str | None:
+    """The validation questions that are also questions of the bundled evaluation benchmarks
+    (relift.eval.items.DEFAULT_DATA, read where they are: the repository's root, where the examples run):
+    `best` is picked on them. One warning line, or None."""
+    from relift.data import as_list, read_table
+    from relift.eval.items import DEFAULT_DATA
+
+    if not (config.relift.save_best and config.trainer.test_freq and config.trainer.test_freq > 0):
+        return None
+    files = config.data.val_files
+    files = [files] if isinstance(files, str) else list(files)
+    if not all(os.path.exists(path) for path in files + DEFAULT_DATA):
+        return None
+
+    def questions(path: str) -> list[tuple[str, str]]:
+        frame = read_table(path)
+        return [(" ".join(as_list(prompt)[-1]["content"].split()), source)
+                for prompt, source in zip(frame["prompt"], frame["data_source"], strict=True)]
+
+    benchmark = {}
+    for path in DEFAULT_DATA:
+        for question, source in questions(path):
+            benchmark.setdefault(question, source)
+    validation = {question for path in files for question, _ in questions(path)}
+    shared = validation & benchmark.keys()
+    if not shared:
+        return None
+    by_source = Counter(benchmark[question] for question in shared)
+    sources = ", ".join(f"{source} {count}" for source, count in sorted(by_source.items(), key=lambda i: (-i[1], i[0])))
+    return (f"{len(shared)} of the {len(validation)} validation questions (data.val_files={config.data.val_files}) are "
+            f"questions of the evaluation benchmarks ({sources}): the `best` model is picked on them. For a pick "
+            "apart from the test questions, hold out training questions (dataset/prepare_train.py --holdout 500) "
+            "and set data.val_files to that file")
 
 
 def teacher(config: DictConfig) -> str | None:

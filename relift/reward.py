@@ -21,9 +21,10 @@ The rule (the reference's reward version 3):
   "Based on") or a number (`2.5`), and lowercase `a` is a word. The
   label read is the last one in the first of these forms that occurs:
   1. boxed: `\\boxed{C}`, `\\boxed{\\text{(C)}}`, `\\boxed{C) the option's text}`;
-  2. after an answer phrase, `answer` / `choice` / `option` then `:` or `is` / `be` / `was`, markup and an
-     optional `option` between: `ANSWER: C`, `**Answer:** C`, `The answer is (C).`, `the correct choice is **C**`,
-     `The correct answer is option C`, `Answer: C) the option's text`;
+  2. after an answer phrase, `answer` / `choice` / `option` then a separator (`:`, `=`, `=>`, a dash, an
+     arrow) or `is` / `be` / `was`, markup and an optional `option` between: `ANSWER: C`, `**Answer:** C`,
+     `The answer is (C).`, `the correct choice is **C**`, `The correct answer is option C`, `Final answer - C`,
+     `Answer: C) the option's text`;
   3. `option C` / `choice C`;
   4. a line that holds only the label: `C`, `**C**`, `(C)`, `$C$`;
   5. `(C)` or `**C**` anywhere.
@@ -86,7 +87,10 @@ def _choice_patterns(labels: str) -> list[re.Pattern]:
              r"|\\[)\]])|[ \t]+(?:[-–—]|(?:is|because|since)\b))")
     markup = r"(?:[\s*_:(\[$]|\\[(\[]|\\(?:text|textbf|mathrm|mathbf)\{)*"
     line_markup = r"(?:[ \t*_(\[$>#]|\\[(\[]|\\(?:text|textbf|mathrm|mathbf)\{)*"
-    answer_phrase = r"\b(?i:answer|choice|option)(?:[\s*_]*[:：=]|(?:[ ,']+[A-Za-z]+){0,6}?[ ,']+(?i:is|be|was)\b)"
+    # The answer phrase's separators: a colon, `=` or `=>`, a dash or an arrow (`Final answer - B`, `Answer -> B`).
+    separator = r"(?:[:：]|=>?|[-–—]+>?|→)"
+    answer_phrase = (r"\b(?i:answer|choice|option)(?:[\s*_]*" + separator
+                     + r"|(?:[ ,']+[A-Za-z]+){0,6}?[ ,']+(?i:is|be|was)\b)")
     return [
         re.compile(r"\\boxed\{" + markup + label),  # \boxed{C}, \boxed{\text{(C) the option's text}}
         re.compile(answer_phrase + markup + rf"(?:(?i:option|choice|letter){markup})?" + label),  # Answer: **C**

@@ -49,6 +49,7 @@ from functools import partial
 
 from relift import accounting, cpu
 from relift.checkpoints import ACCOUNT_FILE, SUMMARY_FILE
+from relift.cli import HelpFormatter
 from relift.data import write_text_atomic
 
 CHECK_ROWS = 8
@@ -359,7 +360,7 @@ def link_final(out: str, checkpoints: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--train", required=True, help="relift training parquet (prompt, target)")
     parser.add_argument("--model", required=True)
     parser.add_argument("--out", required=True, help="run directory")

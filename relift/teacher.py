@@ -13,12 +13,14 @@ relift's own reward against the row's ground truth. Only a reply that the server
 its EOS becomes a demonstration.
 
 Requests: 408, 409, 429, 5xx, timeouts, dropped connections and malformed replies are retried with
-exponential backoff and jitter (`max_retries`). Any other 4xx (a wrong key or model, a field the server
+exponential backoff and jitter (`max_retries`), or after the server's `Retry-After` where it sends one (seconds
+or an HTTP date; at most MAX_WAIT_S either way). Any other 4xx (a wrong key or model, a field the server
 refuses) raises TeacherUnavailable with the server's own message, and every later question raises it
 without a request: the run stops at once. Every HTTP request counts against `request_budget` per Teacher
 (per run); past it, questions fail without a request.
 
-Cache: one JSON line per answered question, keyed by (teacher model, question messages), appended,
+Cache: one JSON line per answered question, keyed by what can change the answer (teacher model, question
+messages, temperature, token limit: a reply cut at a lower limit is asked again after the limit is raised), appended,
 flushed and fsynced under a file lock, so that the offline and online paths and concurrent processes share
 it and a `kill -9` loses at most the line being written (a torn last line is skipped on load). Verified,
 unverified (every attempt graded wrong) and too-long outcomes are cached: a question is paid for once.
@@ -30,6 +32,7 @@ part of the config, the cache, the metrics or any file relift writes.
 
 from __future__ import annotations
 
+import email.utils
 import fcntl
 import hashlib
 import json
@@ -53,6 +56,8 @@ CACHED = ("verified", "unverified", "too_long")
 TOKEN_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens")
 # Retried statuses besides 5xx; any other 4xx stops the run (asking again would be refused again).
 RETRIED_STATUSES = (408, 409, 429)
+# The longest wait before a retry, whether relift's backoff or the server's Retry-After asks for more.
+MAX_WAIT_S = 60.0
 
 
 @dataclass
@@ -112,9 +117,27 @@ class Answer:
     error: str | None = None
 
 
-def cache_key(model: str, messages: list[dict]) -> str:
+def cache_key(model: str, messages: list[dict], settings: dict) -> str:
+    """sha256 of what can change the teacher's answer: model, messages (role, content) and the request's
+    sampling settings (temperature, token limit)."""
     question = [{"role": m["role"], "content": m["content"]} for m in messages]
-    return hashlib.sha256(json.dumps([model, question], sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([model, question, settings], sort_keys=True).encode()).hexdigest()
+
+
+def retry_after_s(headers) -> float | None:
+    """The wait a 429 or 503 asks for in its `Retry-After` header (RFC 9110 10.2.3: seconds, or an HTTP date),
+    in seconds; None without a readable one."""
+    value = (headers or {}).get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
 
 
 class DemonstrationCache:
@@ -253,7 +276,8 @@ class Teacher:
         """Raises TeacherUnavailable when the server refused a request of this teacher's for good."""
         if self.refusal is not None:
             raise TeacherUnavailable(str(self.refusal))
-        key = cache_key(self.config.model, messages)
+        settings = {"temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
+        key = cache_key(self.config.model, messages, settings)
         record = self.cache.get(key)
         if record is not None:
             return Answer(record["status"], record.get("demonstration"), cached=True)
@@ -279,7 +303,7 @@ class Teacher:
             break
         answer.latency_s = time.perf_counter() - start
         if answer.status in CACHED:
-            self.cache.put({"key": key, "model": self.config.model, "status": answer.status,
+            self.cache.put({"key": key, "model": self.config.model, **settings, "status": answer.status,
                             "demonstration": answer.demonstration, "requests": answer.requests,
                             "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
                             "time": time.time()})
@@ -295,11 +319,12 @@ class Teacher:
     def _complete(self, messages: list[dict]) -> tuple[_Reply | None, int, str | None]:
         """One chat completion with retries: (reply or None, HTTP requests made, last error)."""
         openai = self._openai
-        requests, error = 0, None
+        requests, error, asked_wait = 0, None, None
         for retry in range(self.config.max_retries + 1):
             if retry:
-                delay = min(60.0, self.config.backoff_s * 2 ** (retry - 1))
-                time.sleep(delay + random.uniform(0, self.config.backoff_s))
+                backoff = self.config.backoff_s * 2 ** (retry - 1) + random.uniform(0, self.config.backoff_s)
+                time.sleep(min(MAX_WAIT_S, backoff if asked_wait is None else asked_wait))
+                asked_wait = None
             if not self._take_budget():
                 return None, requests, "request budget spent"
             requests += 1
@@ -310,6 +335,7 @@ class Teacher:
             except openai.APIStatusError as failure:
                 if failure.status_code in RETRIED_STATUSES or failure.status_code >= 500:
                     error = f"HTTP {failure.status_code}"
+                    asked_wait = retry_after_s(failure.response.headers)
                     continue
                 self.refusal = TeacherUnavailable(self._refusal_line(failure))
                 raise self.refusal from None

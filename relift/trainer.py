@@ -47,7 +47,7 @@ from relift.teacher import Teacher, TeacherQueue, config_from
 class ReLIFTTrainer(RayPPOTrainer):
     def __init__(self, *args, **kwargs):
         with warnings.catch_warnings():
-            # relift subclasses the v0 trainer on purpose (README: the V1 port waits for the veRL upgrade),
+            # relift subclasses the v0 trainer on purpose (docs/design.md: the V1 port waits for the veRL upgrade),
             # and veRL's dataloader calls a torchdata function that torchdata deprecates.
             warnings.filterwarnings("ignore", message=".*RayPPOTrainer' is deprecated", category=FutureWarning)
             warnings.filterwarnings("ignore", message="'set_vital' is deprecated", category=UserWarning)

@@ -10,7 +10,8 @@ came and its value's sha256) before it is answered.
 - `script`: replies from `answers` (the last user message -> reply text). `actions` maps a question to the
   actions of its successive requests (the last one repeats); the default is "ok":
   ok, reasoning (the think block in `reasoning_content`), both (the think block in `reasoning_content`
-  and, as well, in `content`), plain (no think block), wrong, length (cut at max_tokens), 401, 429, 500,
+  and, as well, in `content`), eos-reasoning (as reasoning, ending with DeepSeek's end-of-sequence text),
+  plain (no think block), wrong, length (cut at max_tokens), 401, 429, 429-retry-after:<seconds>, 500,
   400 (OpenAI's error body: a temperature its reasoning models refuse), 400-flat (vLLM's older error body,
   `message` at the top: a context-length refusal), o1 (as OpenAI's reasoning models: a 400 with OpenAI's
   message to a request with `max_tokens`, else ok), malformed (a 200 whose body is not JSON), drop (close
@@ -74,9 +75,11 @@ def make_handler(args, script: Script | None, generate):
         def log_message(self, *unused):  # the JSON log is the record
             pass
 
-        def reply(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        def reply(self, status: int, body: bytes, content_type: str = "application/json", **headers: str) -> None:
             try:
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name.replace("_", "-"), value)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -113,6 +116,9 @@ def make_handler(args, script: Script | None, generate):
             answer = script.answers.get(question, "I do not know.")
             if action == "429":
                 return self.reply(429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}')
+            if action.startswith("429-retry-after:"):
+                return self.reply(429, b'{"error": {"message": "rate limited", "type": "rate_limit"}}',
+                                  Retry_After=action.split(":", 1)[1])
             if action == "401":
                 return self.reply(401, b'{"error": {"message": "invalid api key", "type": "invalid_request_error"}}')
             if action == "o1":
@@ -131,10 +137,12 @@ def make_handler(args, script: Script | None, generate):
                 return None
             if action == "wrong":
                 answer = "<think>\nguess\n</think>\n\nThe answer is \\boxed{-1}."
-            if action in ("reasoning", "both"):
+            if action in ("reasoning", "both", "eos-reasoning"):
                 thought, _, final = answer.partition("</think>")
-                body = completion(model, answer if action == "both" else final.strip(),
-                                  thought.replace("<think>", "").strip())
+                thought = thought.replace("<think>", "").strip()
+                if action == "eos-reasoning":
+                    thought += "<｜end▁of▁sentence｜>"
+                body = completion(model, answer if action == "both" else final.strip(), thought)
                 return self.reply(200, json.dumps(body).encode())
             if action == "length":  # the right answer, but cut at max_tokens
                 return self.reply(200, json.dumps(completion(model, answer, finish_reason="length")).encode())

@@ -22,7 +22,7 @@ def composed(*overrides: str):
 
 # What a normal run's log must not hold: tracebacks, and the warnings relift knows to be harmless on CPU.
 NOISE = ["Traceback", "KeyError", "NUMA affinity", "RayPPOTrainer' is deprecated", "'set_vital' is deprecated",
-         "engine is not available", "is_fx_tracing"]
+         "engine is not available", "is_fx_tracing", "Failed to load weights"]
 
 # For runs that do not test the rollout: relift's transformers backend starts ~30 s sooner than vLLM's server
 # on 2 cores, and samples the same way in every run (the relift-off comparison needs that).

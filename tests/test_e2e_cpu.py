@@ -260,6 +260,18 @@ def test_the_teacher_fills_rows_without_demonstrations_and_its_pending_questions
                 assert SECRET.encode() not in f.read(), os.path.join(root, name)
 
 
+def test_the_latest_checkpoint_exports_with_verls_merger(run, tmp_path):
+    """The README's export of a step: veRL's model merger turns the FSDP shards into the model that the
+    checkpoint's own hf_model copy holds."""
+    actor = f"{run.checkpoints}/global_step_{latest_step(run.checkpoints)}/actor"
+    result = subprocess.run([sys.executable, "-m", "verl.model_merger", "merge", "--backend", "fsdp", "--local_dir",
+                             actor, "--target_dir", str(tmp_path / "hf")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").state_dict()
+    saved = AutoModelForCausalLM.from_pretrained(f"{actor}/huggingface").state_dict()
+    assert merged.keys() == saved.keys() and all(torch.equal(merged[k], saved[k]) for k in saved)
+
+
 def test_kill_9_of_a_training_leaves_no_process_behind(run):
     """Ray's processes, the workers, vLLM's server and engine processes and the reward workers' grader
     processes all end."""

@@ -11,9 +11,13 @@ import time
 import pytest
 from helpers import REPO
 
+from relift.eval import identity
+from relift.eval.__main__ import default_name, regrade_failed
+from relift.eval.__main__ import main as eval_main
 from relift.eval.items import DEFAULT_DATA
-from relift.eval.metrics import pass_at_k
+from relift.eval.metrics import pass_at_k, summarize
 from relift.eval.parallel import Parallelism, plan, tensor_sizes
+from relift.eval.samples import SampleLog
 from relift.reward import grade
 
 BUNDLED = [os.path.join(REPO, path) for path in DEFAULT_DATA]
@@ -102,6 +106,63 @@ def test_interrupted_run_resumes_without_redoing_or_losing_samples(tiny, tmp_pat
     assert len(keys) == len(set(keys)) == total
     assert records[: len(written)] == [json.loads(line) for line in written]
     assert os.path.exists(tmp_path / "tiny" / "table.md")
+
+    # The folder's samples are the warm model's at these settings: another model, or other settings, are
+    # refused before any model loads.
+    for other, named in [(["run", tiny["model"], *args[2:]], f"and the model differ ({tiny['model']})"),
+                         ([*args, "--temperature", 1.0], "made with temperature=0.6, this run asks temperature=1.0")]:
+        refused = run_eval(*other, timeout=120)
+        assert refused.returncode == 2 and named in refused.stderr, refused.stderr[-2000:]
+        assert "evaluate into another --name or --out, or move that folder away" in refused.stderr
+    assert len(samples_path.read_text().splitlines()) == total
+
+
+def test_default_names_of_two_checkpoints_do_not_collide(tmp_path):
+    assert default_name("train_results/ReLIFT/math_7b_relift/best") == "math_7b_relift_best"
+    assert default_name("/ckpts/run/global_step_40/actor/huggingface/") == "run_global_step_40_actor_huggingface"
+    assert default_name("/models/Qwen2.5-Math-7B") == "Qwen2.5-Math-7B"
+    with pytest.raises(SystemExit):
+        eval_main(["run", "/a/run/best", "/b/run/best", "--out", str(tmp_path), "--data", BUNDLED[0]])  # run_best
+
+
+def test_a_sample_whose_grading_failed_is_graded_again_not_counted_wrong(tmp_path):
+    log = SampleLog(str(tmp_path / "samples.jsonl"))
+    base = {"file": "f.parquet", "benchmark": "math", "ground_truth": "4", "response_tokens": 3,
+            "truncated": False, "has_think_close": True, "extracted": ""}
+    log.append([{**base, "row": 0, "sample": 0, "prompt": "p0", "response": "</think> \\boxed{4}", "correct": None,
+                 "grade_status": "timeout"},
+                {**base, "row": 1, "sample": 0, "prompt": "p1", "response": "</think> \\boxed{5}", "correct": False,
+                 "grade_status": "ok"}])
+    assert summarize(list(log.done.values()))["math"]["ungraded"] == 1
+    with concurrent.futures.ThreadPoolExecutor(2) as graders:
+        assert regrade_failed(log, graders, timeout_s=10.0) == (1, 0)
+    again = SampleLog(str(tmp_path / "samples.jsonl")).done  # as the next run reads the file
+    assert again[("f.parquet", 0, 0)]["correct"] is True and again[("f.parquet", 0, 0)]["grade_status"] == "ok"
+    math = summarize(list(again.values()))["math"]
+    assert math["ungraded"] == 0 and math["avg@1"] == 0.5
+
+
+def test_a_run_is_identified_by_its_weights_and_settings(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(bytes(range(256)) * 40000)  # 10 MB: read in pieces
+    data = tmp_path / "bench.parquet"
+    data.write_bytes(b"rows")
+    settings = {"temperature": 0.6, "n": 1}
+    first = identity.identity(str(model), settings, [str(data)])
+    folder = tmp_path / "results"
+    assert identity.mismatch(str(folder), first) is None  # nothing there yet
+    folder.mkdir()
+    (folder / "samples.jsonl").write_text("")
+    assert "no run.json" in identity.mismatch(str(folder), first)
+    (folder / "run.json").write_text(json.dumps(first))
+    assert identity.mismatch(str(folder), first) is None
+    (model / "model.safetensors").write_bytes(bytes((i + 1) % 256 for i in range(256)) * 40000)  # same size, trained
+    assert "the model's weights differ" in identity.mismatch(
+        str(folder), identity.identity(str(model), settings, [str(data)]))
+    assert identity.mismatch(str(folder), {**first, "settings": {**settings, "n": 4}}) == (
+        f"{folder} holds samples made with n=1, this run asks n=4")
 
 
 # (attention heads, KV heads): Qwen2.5-7B and Qwen2.5-Math-7B, Qwen2.5-Math-1.5B (their config.json files).

@@ -13,7 +13,7 @@ from helpers import REPO
 
 EXAMPLES = sorted(
     path for path in glob.glob(os.path.join(REPO, "examples", "*.sh"))
-    if not os.path.basename(path).startswith(("ray_", "run_relift", "gpu_smoke"))
+    if not os.path.basename(path).startswith(("ray_", "run_relift", "gpu_smoke", "common"))
     and "sft-baseline" not in path and "sft-rl-baseline" not in path
 )
 

@@ -1,5 +1,5 @@
 """relift.offload on CPU. The device moves themselves (GPU <-> pinned CPU memory, bit-identical round trip,
-11.5 GiB freed for a 1.5B model) are measured on a GPU by bench/gpu_sft_memory.py (see README)."""
+11.5 GiB freed for a 1.5B model) are measured on a GPU by bench/gpu_sft_memory.py (docs/training.md)."""
 
 import pytest
 import torch

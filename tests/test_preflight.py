@@ -1,9 +1,11 @@
 """relift.preflight: every problem before Ray at once, each one line."""
 
+import shutil
 import subprocess
 import sys
 
 from helpers import composed
+from transformers import AutoTokenizer
 
 from relift.preflight import preflight
 
@@ -34,3 +36,26 @@ def test_main_prints_them_all_before_ray(tmp_path):
     assert lines[0] == "[relift] 3 problems, nothing started:", result.stderr[-2000:]
     assert all(line.startswith("[relift] ") for line in lines[1:])
     assert "Ray" not in result.stdout and "Traceback" not in result.stderr
+
+
+def test_a_tokenizer_that_marks_the_think_tag_special_is_refused(tiny, tmp_path):
+    """veRL decodes responses for the reward without special tokens: `</think>` would vanish, every reward be 0."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny["model"], model)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["</think>"]})
+    tokenizer.save_pretrained(model)
+    assert "</think>" not in tokenizer.decode(tokenizer.encode("a </think> b"), skip_special_tokens=True)
+    config = [f"data.train_files={tiny['train']}", f"data.val_files={tiny['val']}"]
+    problems = preflight(composed(f"actor_rollout_ref.model.path={model}", *config)).problems
+    assert [p for p in problems if "</think>" in p] == [
+        f"actor_rollout_ref.model.path={model}: its tokenizer marks </think> as a special token, which veRL drops "
+        "when it decodes a response for the reward (skip_special_tokens): every response would score 0. Make "
+        "</think> an ordinary added token (\"special\": false in tokenizer.json's added_tokens and "
+        "tokenizer_config.json's added_tokens_decoder), or grade without it: "
+        "reward.custom_reward_function.reward_kwargs.require_think=false"]
+    assert not [p for p in preflight(composed(f"actor_rollout_ref.model.path={tiny['model']}", *config)).problems
+                if "</think>" in p]
+    graded_without = preflight(composed(f"actor_rollout_ref.model.path={model}", *config,
+                                        "reward.custom_reward_function.reward_kwargs.require_think=false"))
+    assert not [p for p in graded_without.problems if "</think>" in p]

@@ -194,3 +194,33 @@ def test_argparse_defaults_are_the_trainers(tmp_path):
     teacher = {key: args[f"teacher_{key}"] for _, key, _, _ in module.TEACHER_FLAGS}
     assert teacher == {key: yaml.relift.teacher[key] for key in teacher}
     assert set(teacher) | {"enable", "base_url", "model", "cache", "backoff_s"} == set(yaml.relift.teacher)
+
+
+def test_holdout_writes_validation_questions_that_training_never_sees(tmp_path, monkeypatch):
+    src, out = tmp_path / "mine.jsonl", tmp_path / "mine.parquet"
+    write_jsonl(src, [{"problem": f"What is {i}+{i}?", "solution": f"<think>\n{i}+{i}={2 * i}\n</think>\nSo "
+                       f"\\boxed{{{2 * i}}}.", "answer": str(2 * i)} for i in range(10)])
+    result = prepare("--input", src, "--output", out, "--holdout", 3)
+    assert result.returncode == 0, result.stderr
+    train, valid = pd.read_parquet(out), pd.read_parquet(tmp_path / "mine_valid.parquet")
+    question = lambda frame: {prompt[-1]["content"] for prompt in frame.prompt}  # noqa: E731
+    assert len(train) == 7 and len(valid) == 3 and not question(train) & question(valid)
+    assert f"held out for validation ({tmp_path / 'mine_valid.parquet'})" in result.stdout
+    again = prepare("--input", src, "--output", tmp_path / "again.parquet", "--holdout", 3)
+    assert again.returncode == 0 and question(pd.read_parquet(tmp_path / "again_valid.parquet")) == question(valid)
+
+    # The trainer warns when validation questions are evaluation questions (the paper's validation file),
+    # not for a held-out split.
+    from helpers import composed
+
+    from relift.preflight import validation_overlap
+
+    monkeypatch.chdir(REPO)  # the bundled benchmarks are read where the examples run
+    warning = validation_overlap(composed("data.val_files=dataset/relift_valid.parquet"))
+    assert warning.startswith("1318 of the 1318 validation questions (data.val_files=dataset/relift_valid.parquet) "
+                              "are questions of the evaluation benchmarks (olympiad_bench 675, math 500, amc 83, "
+                              "aime 30, aime25 30): the `best` model is picked on them."), warning
+    assert warning.endswith("hold out training questions (dataset/prepare_train.py --holdout 500) and set "
+                            "data.val_files to that file")
+    assert validation_overlap(composed(f"data.val_files={tmp_path / 'mine_valid.parquet'}")) is None
+    assert validation_overlap(composed("data.val_files=dataset/relift_valid.parquet", "trainer.test_freq=-1")) is None

@@ -106,6 +106,12 @@ def graded(answer: str, ground_truth: str, data_source: str) -> float:
         ("The answer is A because the density drops.", "A"),
         ("Answer: I since the others fail.", "I"),
         ("\\boxed{\\text{Option C}}", "C"),
+        ("Final answer - B", "B"),
+        ("**Final Answer** — (D)", "D"),
+        ("Answer – C) the option's text", "C"),
+        ("answer -> A", "A"),
+        ("Answer => I", "I"),
+        ("Answer → B", "B"),
     ],
 )
 def test_option_label_in_the_forms_models_write(answer, label):
@@ -132,6 +138,8 @@ def test_option_label_in_the_forms_models_write(answer, label):
         "ANSWER: b",
         "\\boxed{Actually}",
         "\\boxed{A lot}",
+        "The answer-key lists A lot of options.",
+        "Final answer - I think it is the second one.",
     ],
 )
 @pytest.mark.parametrize("label", ["A", "B", "I"])

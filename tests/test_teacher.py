@@ -1,6 +1,7 @@
 """relift.teacher against a real chat-completions server on 127.0.0.1 (tests/chat_server.py), through the
 `openai` client: verification, retries, budget, cache, the key, and the offline path in prepare_train."""
 
+import email.utils
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ from helpers import REPO, SECRET, Server
 
 from relift.config import trainer_yaml
 from relift.layout import layout_problem, normalise_demonstration
-from relift.teacher import Teacher, TeacherConfig, TeacherUnavailable, config_from, preflight
+from relift.teacher import Teacher, TeacherConfig, TeacherUnavailable, config_from, preflight, retry_after_s
 
 
 def solution(a: int, b: int) -> str:
@@ -87,6 +88,58 @@ def test_one_think_block_wherever_the_server_puts_it(content, reasoning, expecte
     text = normalise_demonstration(content, reasoning)
     assert text == expected
     assert layout_problem(text) is None and text.count("<think>") == text.count("</think>") == 1
+
+
+@pytest.mark.parametrize("content, reasoning", [
+    ("So \\boxed{5}.", "2 + 3 = 5<｜end▁of▁sentence｜>"),  # DeepSeek's end of sequence, left in the reasoning
+    ("So \\boxed{5}.<|im_end|>\n", "2 + 3 = 5"),
+    ("<think>\n2 + 3 = 5\n</think>\n\nSo \\boxed{5}.</s><|endoftext|>", None),
+])
+def test_end_of_sequence_text_at_the_end_is_dropped(content, reasoning):
+    assert normalise_demonstration(content, reasoning) == ONE_BLOCK
+
+
+@pytest.mark.parametrize("content, reasoning", [
+    ("So \\boxed{5}.<|im_end|>\n<|im_start|>user\nAnd 2 + 2?", "2 + 3 = 5"),  # the reply ran into a new turn
+    ("So \\boxed{5}.", "2 + 3<｜end▁of▁sentence｜> = 5"),
+])
+def test_special_token_text_inside_a_reply_makes_it_unusable(content, reasoning):
+    assert normalise_demonstration(content, reasoning) is None
+
+
+def test_the_teacher_drops_its_end_of_sequence_text(server, tmp_path):
+    s = server({question(8, 3): solution(8, 3)}, {question(8, 3): ["eos-reasoning"]})
+    answer = Teacher(config(s.url, tmp_path)).ask(messages(8, 3), "11", "math")
+    assert answer.status == "verified" and answer.demonstration == solution(8, 3)
+
+
+def test_retry_after_is_the_servers_wait(server, tmp_path):
+    assert retry_after_s({"retry-after": "2"}) == 2.0 and retry_after_s({"retry-after": "0.5"}) == 0.5
+    assert retry_after_s({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # a date passed
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < retry_after_s({"retry-after": later}) <= 31
+    assert retry_after_s({"retry-after": "soon"}) is None and retry_after_s({}) is None
+
+    s = server({question(8, 4): solution(8, 4)}, {question(8, 4): ["429-retry-after:1.5", "ok"]})
+    answer = Teacher(config(s.url, tmp_path, backoff_s=0.01)).ask(messages(8, 4), "12", "math")
+    first, second = (request["time"] for request in s.requests())
+    assert answer.status == "verified" and answer.requests == 2
+    assert second - first >= 1.5  # relift's own backoff would have waited 0.01-0.02 s
+
+
+def test_the_cache_answers_only_the_same_request(server, tmp_path):
+    """A reply cut at the token limit is cached as unverified; raising the limit asks again."""
+    s = server({question(8, 5): solution(8, 5)}, {question(8, 5): ["length", "ok"]})
+    short = Teacher(config(s.url, tmp_path, attempts=1, max_tokens=64)).ask(messages(8, 5), "13", "math")
+    assert short.status == "unverified" and short.requests == 1
+    raised = Teacher(config(s.url, tmp_path, attempts=1, max_tokens=128)).ask(messages(8, 5), "13", "math")
+    assert raised.status == "verified" and not raised.cached and raised.requests == 1
+    for tokens, status in ((64, "unverified"), (128, "verified")):
+        again = Teacher(config(s.url, tmp_path, attempts=1, max_tokens=tokens)).ask(messages(8, 5), "13", "math")
+        assert again.cached and again.status == status
+    hotter = Teacher(config(s.url, tmp_path, attempts=1, max_tokens=128, temperature=1.0))
+    assert not hotter.ask(messages(8, 5), "13", "math").cached
+    assert len(s.requests()) == 3
 
 
 def test_reasoning_in_both_fields_gives_one_think_block(server, tmp_path):

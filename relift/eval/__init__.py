@@ -13,7 +13,12 @@ One concept per module:
 - grading is `relift.reward.grade`, the training reward's rule (text after `</think>`, math-verify,
   option letters for multiple choice), bounded in time, in grader processes;
 - `samples`: `<out>/<name>/samples.jsonl`, one line per sample, appended and fsynced as it is made
-  (rerunning skips samples already there, a crash loses nothing written), `summary.json`, `table.md`;
+  (rerunning skips samples already there, a crash loses nothing written), `summary.json`, `table.md`; a
+  sample whose grading failed (timeout, grader crash) is stored ungraded and graded again by the next run;
+- `identity`: `<out>/<name>/run.json`, the model (path, a fingerprint of its weights) and the settings that
+  change a sample; a run into a folder of another model or other settings is refused before any model
+  loads. The default `<name>` is the model's folder, with its parents' while that is generic (`best`,
+  `huggingface`, `global_step_N`), so two runs' `best` do not share one;
 - `metrics`: per benchmark (= `data_source`) avg@k (mean correctness over samples and repeated rows),
   pass@k (unbiased estimator, k = samples per distinct question), mean response length in tokens
   (reasoning included), share cut at max tokens, share without `</think>`; averages over the paper's

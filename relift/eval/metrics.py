@@ -25,17 +25,20 @@ def summarize(records: list[dict]) -> dict:
     for benchmark, rows in sorted(by_benchmark.items()):
         per_question: dict[tuple, list[bool]] = defaultdict(list)
         for r in rows:
-            per_question[(r["prompt"], r["ground_truth"])].append(r["correct"])
+            per_question[(r["prompt"], r["ground_truth"])].append(bool(r["correct"]))
         k = min(len(v) for v in per_question.values())
         summary[benchmark] = {
             "samples": len(rows),
             "questions": len(per_question),
-            f"avg@{k}": float(np.mean([r["correct"] for r in rows])),
+            f"avg@{k}": float(np.mean([bool(r["correct"]) for r in rows])),
             f"pass@{k}": float(np.mean([pass_at_k(len(v), sum(v), k) for v in per_question.values()])),
             "k": k,
             "response_tokens": float(np.mean([r["response_tokens"] for r in rows])),
             "truncated": float(np.mean([r["truncated"] for r in rows])),
             "no_think_close": float(np.mean([not r["has_think_close"] for r in rows])),
+            # Samples whose grading failed (timeout, grader crash) count as not correct here; the next run
+            # grades them again.
+            "ungraded": sum(r["correct"] is None for r in rows),
         }
     for name, group in (("in_distribution", IN_DISTRIBUTION), ("out_of_distribution", OUT_OF_DISTRIBUTION)):
         present = [summary[b] for b in group if b in summary]

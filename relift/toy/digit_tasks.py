@@ -28,6 +28,7 @@ import random
 
 import pandas as pd
 
+from relift.cli import HelpFormatter
 from relift.data import validate_frame, write_parquet_atomic
 
 SYSTEM_PROMPT = "Think step by step inside <think> </think>, then give the final answer in \\boxed{}."
@@ -104,7 +105,7 @@ def build(out: str, train_rows: int, val_per_type: int, warm_start_rows: int, se
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--out", default="dataset/synthetic")
     parser.add_argument("--train-rows", type=int, default=1024)
     parser.add_argument("--val-per-type", type=int, default=640)

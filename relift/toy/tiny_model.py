@@ -20,6 +20,8 @@ import os
 import pandas as pd
 import torch
 
+from relift.cli import HelpFormatter
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
@@ -127,7 +129,7 @@ def warm_start(model, tokenizer, frame: pd.DataFrame, steps: int, lr: float, see
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--data", required=True, help="training parquet whose text trains the tokenizer")
     parser.add_argument("--out", required=True)
     parser.add_argument("--vocab-size", type=int, default=384)

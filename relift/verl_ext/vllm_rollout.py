@@ -17,10 +17,25 @@ of a `device=cpu` run, importing this module (and vLLM) only when a replica is b
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from verl.workers.rollout.vllm_rollout.bucketed_weight_transfer import BucketedWeightReceiver
 from verl.workers.rollout.vllm_rollout.utils import vLLMColocateWorkerExtension
 from verl.workers.rollout.vllm_rollout.vllm_async_server import vLLMHttpServer, vLLMReplica
+
+
+class _BufferOnlyLayers(logging.Filter):
+    """Drops vLLM's "<layer>: Failed to load weights" for layers that hold buffers only (the rotary embedding's
+    cos/sin cache): veRL's sync sends parameters, so nothing arrives for them, and vLLM puts their own buffers
+    back. A layer with parameters that received none still warns."""
+
+    def __init__(self, names: set[str]):
+        super().__init__()
+        self.names = names
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == "%s: Failed to load weights" and record.args and record.args[0] in self.names)
 
 
 class CPUWorkerExtension(vLLMColocateWorkerExtension):
@@ -33,6 +48,12 @@ class CPUWorkerExtension(vLLMColocateWorkerExtension):
         if peft_config:
             raise NotImplementedError("relift's CPU path syncs full weights only: LoRA rollouts need a GPU")
         model, model_config = self.model_runner.model, self.model_runner.model_config
+        reload_log = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+        if not any(isinstance(f, _BufferOnlyLayers) for f in reload_log.filters):
+            reload_log.addFilter(_BufferOnlyLayers({
+                type(layer).__name__ for layer in model.modules()
+                if next(layer.parameters(recurse=False), None) is None and next(layer.buffers(recurse=False), None)
+                is not None}))
         receiver = BucketedWeightReceiver(zmq_handle=self._get_zmq_handle(), device=torch.device("cpu"),
                                           use_shm=use_shm)
 
