@@ -5,6 +5,7 @@
 #   MODEL=/models/Qwen2.5-0.5B-Instruct bash examples/gpu_smoke.sh [overrides...]
 # Without MODEL it builds relift's tiny model; the data are the digit tasks, built offline. Skipped
 # (exit 0) where there is no CUDA; SMOKE_DEVICE=cpu runs the same on relift's CPU path instead.
+# DRY_RUN=1 checks both arms (each arm's plan goes to its log) and trains nothing.
 [ -n "${BASH_VERSION:-}" ] || { echo "[relift] run it with bash: bash $0" >&2; return 2 2>/dev/null || exit 2; }
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@" || return 2
 set -euo pipefail
@@ -38,6 +39,9 @@ for arm in relift grpo; do
         "$@" > "$OUT/$arm.log" 2>&1 || { tail -40 "$OUT/$arm.log"; echo "[gpu_smoke] $arm failed: $OUT/$arm.log"; exit 1; }
     echo "[gpu_smoke] $arm: done ($OUT/$arm.log)"
 done
+if dry_run; then  # each arm printed its plan into its log; nothing trained
+    exit 0
+fi
 
 python3 - "$OUT" <<'EOF'
 import sys

@@ -13,7 +13,7 @@ from relift.reward import extract_answer_text
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("model", help="a Hugging Face checkpoint folder (e.g. a run's checkpoints/best)")
+    parser.add_argument("model", help="a Hugging Face model folder (e.g. train_results/ReLIFT/<EXP>/best)")
     parser.add_argument("question", nargs="?", default="What is 7 * 8?", help="the question")
     parser.add_argument("--temperature", type=float, default=0.6)
     parser.add_argument("--max-new-tokens", type=int, default=1024)

@@ -3,11 +3,11 @@ problem it finds, each one line naming the key (or file, row and field), its val
 works, instead of stopping at the first.
 
 In order: the configuration's size relations and the checkpoint to resume from (`relift.checks`), the
-training files and their demonstrations (`relift.data`), the model path (its tokenizer's `</think>`, and on
-CPU its head size against vLLM's CPU attention), the teacher endpoint (one request), `RAY_ADDRESS`, every
-logger (`relift.loggers`), veRL's own `validate_config`, and the disk the checkpoints need
-(`relift.checkpoints`); as a warning, validation questions that the evaluation benchmarks hold. A check
-that needs what an earlier one refused (the rows, the model's config) is skipped.
+training files and their demonstrations (`relift.data`), the validation files, the model path (its
+tokenizer's `</think>`, and on CPU its head size against vLLM's CPU attention), the teacher endpoint (one
+request), `RAY_ADDRESS`, every logger (`relift.loggers`), veRL's own `validate_config`, and the disk the
+checkpoints need (`relift.checkpoints`); as a warning, validation questions that the evaluation benchmarks
+hold. A check that needs what an earlier one refused (the rows, the model's config) is skipped.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def preflight(config: DictConfig) -> Preflight:
     configuration_ok = not report.problems
     report.problems += [problem for problem in [resume_problem(config)] if problem]
     data_problems, report.rows = training_data(config)
-    report.problems += data_problems
+    report.problems += data_problems + validation_files(config)
     model_problem = model_path(config)
     model_problems = [] if model_problem else [cpu_rollout(config), think_tag(config)]
     report.problems += [problem for problem in [model_problem, *model_problems, teacher(config), ray_address()]
@@ -102,6 +102,14 @@ def training_data(config: DictConfig) -> tuple[list[str], int | None]:
                 f"trainer.total_epochs>={-(-steps // per_epoch)}"
                 ], None
     return [], total
+
+
+def validation_files(config: DictConfig) -> list[str]:
+    """veRL reads data.val_files when its trainer is built, after every worker is up."""
+    files = config.data.val_files
+    return [f"data.val_files={path}: file not found (a parquet of validation questions in the training schema; "
+            "dataset/prepare_train.py --holdout N writes one)"
+            for path in ([files] if isinstance(files, str) else files) if not os.path.exists(path)]
 
 
 def model_path(config: DictConfig) -> str | None:

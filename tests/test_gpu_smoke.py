@@ -34,3 +34,12 @@ def test_cpu_path_runs_both_arms_and_prints_memory(tmp_path):
     table = result.stdout.split("actor peak memory (GiB) after each step")[1].splitlines()[2:]
     assert [line.split()[0] for line in table] == ["1"]
     assert all(line.split()[-1] == "1" for line in table)  # 16 hardest questions a step, M = 8
+
+
+def test_a_dry_run_checks_both_arms_and_trains_nothing(tmp_path):
+    result = smoke(tmp_path, HF_ROLLOUT, SMOKE_DEVICE="cpu", DRY_RUN="1")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for arm in ("relift", "grpo"):
+        assert "[relift] dry run: configuration and data valid; nothing started" in (
+            tmp_path / "smoke" / f"{arm}.log").read_text()
+    assert "actor peak memory" not in result.stdout and not (tmp_path / "smoke" / "checkpoints").exists()
