@@ -239,6 +239,7 @@ class Interleaver:
         state.counters["sft_updates"] += 1
         state.counters["demos_truncated"] += sft_batch.truncated  # replayed responses fit by construction
         state.account.sft_tokens_trained += int(response_mask.sum())
+        state.account.tokens_in_sft_updates += int(sft_batch.tensors["attention_mask"].sum())
         state.account.sft_updates += 1
         state.demos_used.update(q.question_id for q in questions)
         metrics = {

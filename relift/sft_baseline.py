@@ -48,7 +48,7 @@ import warnings
 from functools import partial
 
 from relift import accounting, cpu
-from relift.checkpoints import ACCOUNT_FILE, SUMMARY_FILE
+from relift.checkpoints import ACCOUNT_FILE, SUMMARY_FILE, parameter_count
 from relift.cli import HelpFormatter
 from relift.data import write_text_atomic
 
@@ -295,7 +295,8 @@ def config_problem(args, config) -> str | None:
 
 
 def prepare(args, data: str, tokenizer):
-    """Every check that needs no model weights nor process group; returns (veRL config, plan lines)."""
+    """Every check that needs no model weights nor process group; returns (veRL config, plan lines, (prompt
+    lengths, demonstration lengths) in tokens, one per row)."""
     if not os.path.exists(os.path.join(args.model, "config.json")):
         raise SystemExit(f"[sft_baseline] --model {args.model}: no Hugging Face model there (no config.json)")
     with open(os.path.join(args.model, "config.json")) as f:
@@ -340,7 +341,7 @@ def prepare(args, data: str, tokenizer):
         f"saves: {args.save_freq} and the last step",
         f"HF models -> {config.trainer.default_local_dir}/global_step_K/huggingface, {args.out}/final -> the last",
     ]
-    return config, plan, demo_lengths
+    return config, plan, (prompt_lengths, demo_lengths)
 
 
 def link_final(out: str, checkpoints: str) -> str:
@@ -409,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
     os.makedirs(args.out, exist_ok=True)
     os.environ.setdefault("VERL_FILE_LOGGER_PATH", os.path.join(args.out, "metrics.jsonl"))
     data = os.path.join(args.out, "sft_data.parquet")
-    config, plan, demo_lengths = prepare(args, data, tokenizer)
+    config, plan, lengths = prepare(args, data, tokenizer)
     plan.insert(1, f"veRL's messages rows: {data}")
     for line in plan:
         print(f"[sft_baseline] {line}")
@@ -431,18 +432,22 @@ def main(argv: list[str] | None = None) -> None:
 
     if int(os.environ.get("RANK", "0")) == 0:
         link_final(args.out, config.trainer.default_local_dir)
-        write_account(args, trainer, demo_lengths)
+        write_account(args, trainer, *lengths)
 
 
-def write_account(args, trainer, demo_lengths: list[int]) -> None:
+def write_account(args, trainer, prompt_lengths: list[int], demo_lengths: list[int]) -> None:
     """OUT/summary.json and the console block (relift.accounting). Supervised tokens: the demonstrations'
-    (with EOS) per pass, times the passes made; the mean row over a partial pass."""
+    (with EOS) per pass, times the passes made; the mean row over a partial pass; the same with the prompts
+    for the compute estimate."""
     steps = trainer.total_training_steps
     rows_trained = steps * args.batch_size
+    per_row = rows_trained / len(demo_lengths)
     account = accounting.Account(
         arm="sft", experiment=os.path.basename(args.out), steps=steps, device=args.device, devices=args.world_size,
-        wall_s=trainer.wall_s(), sft_tokens_trained=round(rows_trained * sum(demo_lengths) / len(demo_lengths)),
-        sft_updates=steps, demos_available=len(demo_lengths), demos_used=min(rows_trained, len(demo_lengths)),
+        wall_s=trainer.wall_s(), sft_tokens_trained=round(per_row * sum(demo_lengths)),
+        tokens_in_sft_updates=round(per_row * (sum(prompt_lengths) + sum(demo_lengths))),
+        parameters=parameter_count(args.model), sft_updates=steps, demos_available=len(demo_lengths),
+        demos_used=min(rows_trained, len(demo_lengths)),
     )
     account.sft_wall_s = account.wall_s
     write_text_atomic(os.path.join(args.out, SUMMARY_FILE), json.dumps(account.summary(), indent=2))

@@ -35,7 +35,15 @@ from verl.workers.utils.padding import left_right_2_no_padding
 
 from relift import best
 from relift.accounting import Account
-from relift.checkpoints import BEST_LINK, STATE_FILE, SUMMARY_FILE, latest_step, resume_folder, resume_state_missing
+from relift.checkpoints import (
+    BEST_LINK,
+    STATE_FILE,
+    SUMMARY_FILE,
+    latest_step,
+    parameter_count,
+    resume_folder,
+    resume_state_missing,
+)
 from relift.checks import config_problems, supervised_settings
 from relift.data import write_text_atomic
 from relift.interleave import Interleaver, SupervisedBatch, progress_line, responses_of
@@ -59,8 +67,10 @@ class ReLIFTTrainer(RayPPOTrainer):
             config.max_target_len = self.relift.max_target_len
             teacher = TeacherQueue(Teacher(config, self._count_tokens))
         world = self.config.trainer.n_gpus_per_node * self.config.trainer.nnodes
+        model = self.config.actor_rollout_ref.model
         account = Account(arm="relift" if self.relift.enable else "rl", experiment=self.config.trainer.experiment_name,
-                          device=self.config.trainer.device, devices=world)
+                          device=self.config.trainer.device, devices=world,
+                          parameters=parameter_count(model.path, model.get("trust_remote_code", False)))
         self.state = RunState(self.relift, account, teacher)
         self.interleaver = None
         if self.relift.enable:
@@ -126,9 +136,15 @@ class ReLIFTTrainer(RayPPOTrainer):
         if stop:
             raise RuntimeError(f"[relift] step {self.global_steps}: {stop}")
         output = super()._update_actor(batch)
+        account, actor = self.state.account, self.config.actor_rollout_ref.actor
         tokens = int(batch.batch["response_mask"].sum())
-        self.state.account.tokens_generated += tokens  # GRPO trains on every sampled response
-        self.state.account.rl_tokens_trained += tokens
+        prompt_tokens = int(batch.batch["attention_mask"][:, : -batch.batch["responses"].shape[-1]].sum())
+        account.tokens_generated += tokens
+        account.rl_tokens_trained += tokens  # GRPO trains on every sampled response
+        account.tokens_prefilled += prompt_tokens
+        account.tokens_scored += prompt_tokens + tokens
+        account.tokens_in_rl_updates += (prompt_tokens + tokens) * actor.ppo_epochs
+        account.rl_updates += actor.ppo_epochs * (self.config.data.train_batch_size // actor.ppo_mini_batch_size)
         output.meta_info["metrics"].update(health)
         if self.interleaver is not None:
             responses = responses_of(batch.non_tensor_batch, batch.batch, with_questions=self.state.teacher is not None)

@@ -122,6 +122,8 @@ def test_all_wrong_questions_are_buffered_and_the_newest_trained_once_m_are_held
     assert metrics["relift/demos_used_frac"] == 0.04 and metrics["relift/sft_lr"] == pytest.approx(1e-3)
     assert step.state.account.sft_updates == 1 and step.state.account.sft_tokens_trained == sum(
         int(batch.tensors["response_mask"].sum()) for batch in update.batches)
+    assert step.state.account.tokens_in_sft_updates == sum(  # prompts and targets, padding left out
+        int(batch.tensors["attention_mask"].sum()) for batch in update.batches) > step.state.account.sft_tokens_trained
 
 
 def test_several_updates_per_step_drain_the_buffer_m_at_a_time(tokenizer):

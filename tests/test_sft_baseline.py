@@ -12,6 +12,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from relift.checkpoints import parameter_count
+
 
 @pytest.fixture(scope="module")
 def data_and_model(tiny):
@@ -130,5 +132,9 @@ def test_a_run_killed_after_an_epoch_resumes_trains_the_steps_left_and_leaves_a_
     assert (summary["arm"], summary["steps"], summary["sft_updates"]) == ("sft", 12, 12)
     assert (summary["demos_used"], summary["demos_available"], summary["tokens_generated"]) == (64, 64, 0)
     assert summary["sft_tokens_trained"] > 12 * 16 and summary["sft_wall_share"] == 1.0
+    # Compute: every trained token, prompt included, at 6N; no RL step.
+    assert summary["parameters"] == parameter_count(model) and summary["rl_updates"] == 0
+    assert summary["tokens_in_sft_updates"] > summary["sft_tokens_trained"]
+    assert summary["flops"] == 6 * summary["parameters"] * summary["tokens_in_sft_updates"]
     assert summary["wall_s"] > first_wall > 0
     assert "[relift] compute for this run (sft, 12 steps)" in resumed.stdout

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from relift.checkpoints import parameter_count
 from relift.checks import supervised_settings
 from relift.sft import build_sft_batch, sft_loss
 from relift.sft_plan import plan_update
@@ -176,6 +177,18 @@ def test_two_nodes_on_loopback_train_and_their_first_supervised_update_is_the_do
     # `ray start` recorded the cluster for later ray.init() calls on this machine; stopping removed it.
     record = os.path.join(os.environ.get("RAY_TMPDIR", "/tmp"), "ray", "ray_current_cluster")
     assert not os.path.exists(record) or open(record).read() != f"{HEAD}:{env['RAY_PORT']}"
+
+    # The compute summary: 2 RL optimizer steps (one mini-batch a step), every sampled sequence prefilled,
+    # scored and trained once, two supervised updates, N from the model's config.
+    summary = json.load(open(tmp_path / "checkpoints" / "summary.json"))
+    assert (summary["rl_updates"], summary["sft_updates"]) == (2, 2)
+    assert summary["parameters"] == parameter_count(tiny["model"])
+    assert summary["tokens_scored"] == summary["tokens_prefilled"] + summary["tokens_generated"]
+    assert summary["tokens_in_rl_updates"] == summary["tokens_scored"]
+    assert summary["tokens_in_sft_updates"] > summary["sft_tokens_trained"] > 0
+    assert summary["flops"] == pytest.approx(summary["parameters"] * (
+        2 * (summary["tokens_generated"] + summary["tokens_prefilled"] + summary["tokens_scored"])
+        + 6 * (summary["tokens_in_rl_updates"] + summary["tokens_in_sft_updates"])))
 
     # Step 1's supervised update, as the run used its configuration, computed by hand: same NLL and weights,
     # and every weight but the norms' moved.
