@@ -24,6 +24,18 @@ CPU_ENV = {
 }
 
 
+# vLLM's CPU build keeps its KV cache in this many GiB of host memory (vLLM's default, 4, is more than a tiny
+# model on 2 cores needs); VLLM_CPU_KVCACHE_SPACE, when set, wins.
+VLLM_KV_CACHE_GIB = 1
+
+
+def vllm_cpu_env() -> dict[str, str]:
+    """The environment of a process that runs vLLM's CPU build: its CPU platform and kernels (without it vLLM
+    takes the CPU for another device and dies on kernels for a newer instruction set), and its KV cache."""
+    return {"VLLM_TARGET_DEVICE": "cpu",
+            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(VLLM_KV_CACHE_GIB))}
+
+
 def use_cpu() -> None:
     """Select relift's CPU platform (relift.verl_ext) for this process and the processes it starts."""
     os.environ.update(CPU_ENV)

@@ -55,6 +55,11 @@ def preflight(config: DictConfig) -> Preflight:
     return report
 
 
+def paths(value) -> list[str]:
+    """A file key's paths: veRL's data.train_files and data.val_files take one path or a list."""
+    return [value] if isinstance(value, str) else list(value)
+
+
 def training_steps(config: DictConfig, rows: int) -> int:
     return config.trainer.total_training_steps or rows // config.data.train_batch_size * config.trainer.total_epochs
 
@@ -74,7 +79,7 @@ def training_data(config: DictConfig) -> tuple[list[str], int | None]:
                and reward.get("reward_kwargs", {}).get("require_think", True))
     files = config.data.train_files
     total = 0
-    for path in [files] if isinstance(files, str) else files:
+    for path in paths(files):
         # With the teacher on, rows without a demonstration may get one during training.
         require_target = relift.enable and relift.require_demonstrations and not relift.teacher.enable
         try:
@@ -109,7 +114,7 @@ def validation_files(config: DictConfig) -> list[str]:
     files = config.data.val_files
     return [f"data.val_files={path}: file not found (a parquet of validation questions in the training schema; "
             "dataset/prepare_train.py --holdout N writes one)"
-            for path in ([files] if isinstance(files, str) else files) if not os.path.exists(path)]
+            for path in paths(files) if not os.path.exists(path)]
 
 
 def model_path(config: DictConfig) -> str | None:
@@ -180,8 +185,7 @@ def validation_overlap(config: DictConfig) -> str | None:
 
     if not (config.relift.save_best and config.trainer.test_freq and config.trainer.test_freq > 0):
         return None
-    files = config.data.val_files
-    files = [files] if isinstance(files, str) else list(files)
+    files = paths(config.data.val_files)
     if not all(os.path.exists(path) for path in files + DEFAULT_DATA):
         return None
 

@@ -110,7 +110,10 @@ def run(tiny, tmp_path_factory):
             driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                       env={**env, "VERL_FILE_LOGGER_PATH": resumed})
         try:
-            wait_for(lambda: any(r["relift/sft_updates"] for r in logged_steps(resumed)[:-1]), driver, resume_log)
+            def rolled_out_after_an_update() -> bool:
+                return os.path.exists(resumed) and any(r["relift/sft_updates"] for r in read_metrics(resumed)[:-1])
+
+            wait_for(rolled_out_after_an_update, driver, resume_log)
             tree = [psutil.Process(driver.pid), *psutil.Process(driver.pid).children(recursive=True)]
             graders = [p for p in tree if command_line(p)[-2:] == ["-m", "relift.grader"]]
             engines = [p for p in tree if "vllm" in " ".join(command_line(p)).lower()]
@@ -355,16 +358,6 @@ def command_line(process: psutil.Process) -> list[str]:
         return process.cmdline()
     except psutil.Error:
         return []
-
-
-def logged_steps(path: str) -> list[dict]:
-    """The steps veRL's file logger has written in full so far (read_metrics of a run still writing)."""
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        lines = [line for line in f if line.endswith("\n")]
-    return [{"step": record["step"], **record["data"]} for record in map(json.loads, lines)
-            if "relift/buffer_size" in record["data"]]
 
 
 def wait_for(condition, process: subprocess.Popen, log_path: str, timeout: float = 600) -> None:

@@ -95,8 +95,10 @@ class VLLMGenerator:
 
     def __init__(self, model_path: str, device: str, parallelism):
         if device == "cpu":
-            os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB
+            from relift.cpu import vllm_cpu_env
+
+            for name, value in vllm_cpu_env().items():
+                os.environ.setdefault(name, value)
         self.parallelism = parallelism
         self.copies = []
         if parallelism.data == 1:

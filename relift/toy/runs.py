@@ -78,10 +78,13 @@ def build_inputs(out: str, steps: int, seed: int = 0, warm_start_steps: int = WA
 
 
 def read_metrics(path: str) -> list[dict]:
-    """veRL's file logger lines -> one dict per training step (step 0 = validation before training)."""
+    """veRL's file logger lines -> one dict per training step (step 0 = validation before training). A last
+    line not yet ended (a run still writing it) is left out."""
     rows = []
     with open(path) as f:
         for line in f:
+            if not line.endswith("\n"):
+                break
             record = json.loads(line)
             rows.append({"step": record["step"], **record["data"]})
     return [r for r in rows if "relift/buffer_size" in r or "critic/score/mean" in r]

@@ -17,7 +17,7 @@ import psutil
 import torch
 from verl.plugin.platform import PlatformBase, PlatformRegistry
 
-VLLM_KV_CACHE_GIB = 1
+from relift.cpu import vllm_cpu_env
 
 
 class CPUDeviceModule(ModuleType):
@@ -165,10 +165,8 @@ class PlatformCPU(PlatformBase):
         return False
 
     def rollout_env_vars(self) -> dict[str, str]:
-        # For the vLLM server and the engine processes it spawns: vLLM's CPU platform and kernels, and its
-        # KV cache in GiB of host memory (vLLM's default, 4, is more than a tiny model on 2 cores needs).
-        return {"VLLM_TARGET_DEVICE": "cpu",
-                "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", str(VLLM_KV_CACHE_GIB))}
+        # For the vLLM server and the engine processes it spawns.
+        return vllm_cpu_env()
 
     def cudart(self) -> Any:
         return None
