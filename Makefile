@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-cpu
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-frontier clean
 
 # CPU install path: torch first (the local CPU build), then everything else under a constraint that
 # keeps it (verl's extras would otherwise pull torch 2.11 with CUDA), then vLLM's CPU build. Its wheel
@@ -42,9 +42,14 @@ test: install
 	fi; \
 	if [ -n "$$written" ]; then echo "make test wrote into the checkout:"; echo "$$written"; exit 1; fi; exit $$status
 
+# The grading bench, then the six arms at relift's compute on three seeds (bench/README.md: ~2.5 hours on
+# 2 cores); the frontier (relift and SFT->RL at matched demonstrations for M = 4, 8, 16) is its own target.
 bench: install
 	$(PY) -m bench.grading --out bench/results/grading.json
-	$(PY) -m bench.toy_repro --seed 1 2 --out bench/results/toy_repro.json
+	$(PY) -m bench.toy_repro --seed 1 2 3 --out bench/results/toy_repro.json
+
+bench-frontier: install
+	$(PY) -m bench.toy_repro --seed 1 --arms relift sft_rl_matched --frontier 8 16 --out bench/results/frontier.json
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -36,9 +36,16 @@ def test_splits_are_disjoint_valid_and_never_solved_by_copying(tmp_path):
         digits = "".join(row["prompt"][-1]["content"].rstrip(".").split()[-5:])
         copied = row["reward_model"]["ground_truth"] == digits
         assert copied == (row["data_source"] == "digits/copy")
-    # Same seed, same data: the arms of the bench share it.
-    again = build(str(tmp_path / "again"), train_rows=300, val_per_type=50, warm_start_rows=200, seed=3)
-    assert pd.read_parquet(again["train"]).equals(frames["train"])
+    # Same seed, same data: the arms of the bench share it. The bench's dev split (for when SFT stops) is
+    # disjoint from the rest and leaves them as they were.
+    again = build(str(tmp_path / "again"), train_rows=300, val_per_type=50, warm_start_rows=200, seed=3,
+                  dev_per_type=20)
+    for name, frame in frames.items():
+        assert pd.read_parquet(again[name]).equals(frame)
+    dev = pd.read_parquet(again["dev"])
+    validate_file(again["dev"], require_target=True)
+    assert dev["data_source"].value_counts().to_dict() == {f"digits/{t}": 20 for t in TYPES}
+    assert not keys(dev) & (keys(frames["train"]) | keys(frames["val"]) | keys(frames["warm_start"]))
 
 
 def test_trainer_refuses_more_steps_than_the_data_serves_before_ray(tiny):

@@ -16,8 +16,9 @@ every held-out question is a fresh string. The CPU demo and bench warm-start the
 solves (the warm-started model copies instead; an output that equals the input is never correct,
 because such questions are not generated).
 
-Writes train.parquet, val.parquet (`--val-per-type` questions per type, none of them in train) and
-warm_start.parquet (`copy` only, disjoint from both), each validated and written atomically.
+Writes train.parquet, val.parquet (`--val-per-type` questions per type, none of them in train),
+warm_start.parquet (`copy` only, disjoint from both) and, with `--dev-per-type`, dev.parquet (the
+bench's validation split for SFT, disjoint from all three), each validated and written atomically.
 """
 
 from __future__ import annotations
@@ -93,14 +94,20 @@ def write(frame: pd.DataFrame, path: str) -> None:
 
 
 def build(out: str, train_rows: int, val_per_type: int, warm_start_rows: int, seed: int = 0,
-          types: tuple[str, ...] = TYPES, warm_start_types: tuple[str, ...] = ("copy",)) -> dict[str, str]:
-    """Write the three splits under `out`; returns their paths. Validation is drawn first, so the
-    held-out questions do not depend on how much training data is asked for."""
+          types: tuple[str, ...] = TYPES, warm_start_types: tuple[str, ...] = ("copy",),
+          dev_per_type: int = 0) -> dict[str, str]:
+    """Write the splits under `out`; returns their paths. Validation is drawn first, so the held-out
+    questions do not depend on how much training data is asked for. With `dev_per_type`, also dev.parquet:
+    questions of the training distribution for choosing when SFT stops, drawn last so that the other
+    splits are the same with or without it."""
     seen: set[tuple[str, tuple[int, ...]]] = set()
-    paths = {name: os.path.join(out, f"{name}.parquet") for name in ("val", "train", "warm_start")}
+    names = ("val", "train", "warm_start", "dev") if dev_per_type else ("val", "train", "warm_start")
+    paths = {name: os.path.join(out, f"{name}.parquet") for name in names}
     write(make_rows(val_per_type, None, types, "test", seed, seen), paths["val"])
     write(make_rows(None, train_rows, types, "train", seed, seen), paths["train"])
     write(make_rows(None, warm_start_rows, warm_start_types, "warm_start", seed, seen), paths["warm_start"])
+    if dev_per_type:
+        write(make_rows(dev_per_type, None, types, "dev", seed, seen), paths["dev"])
     return paths
 
 
@@ -110,9 +117,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-rows", type=int, default=1024)
     parser.add_argument("--val-per-type", type=int, default=640)
     parser.add_argument("--warm-start-rows", type=int, default=4096)
+    parser.add_argument("--dev-per-type", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    build(args.out, args.train_rows, args.val_per_type, args.warm_start_rows, args.seed)
+    build(args.out, args.train_rows, args.val_per_type, args.warm_start_rows, args.seed,
+          dev_per_type=args.dev_per_type)
 
 
 if __name__ == "__main__":

@@ -64,17 +64,18 @@ def _relay(stream, log_path: str) -> None:
                 print(text, flush=True)
 
 
-def build_inputs(out: str, steps: int, seed: int = 0, warm_start_steps: int = WARM_START_STEPS) -> dict[str, str]:
+def build_inputs(out: str, steps: int, seed: int = 0, warm_start_steps: int = WARM_START_STEPS,
+                 dev_per_type: int = 0) -> dict[str, str]:
     """Digit-task data for `steps` steps of `toy=digits` batches and the warm-started tiny model under
-    `out` (the model is reused when present)."""
+    `out` (the model is reused when present); "dev" too with `dev_per_type`."""
     data_dir, model_dir = os.path.join(out, "data"), os.path.join(out, "tiny-model")
     paths = build(data_dir, train_rows=steps * toy_config().data.train_batch_size, val_per_type=VAL_PER_TYPE,
-                  warm_start_rows=WARM_START_ROWS, seed=seed)
+                  warm_start_rows=WARM_START_ROWS, seed=seed, dev_per_type=dev_per_type)
     if not os.path.exists(os.path.join(model_dir, "model.safetensors")):
         run_logged([sys.executable, "-m", "relift.toy.tiny_model", "--data", paths["train"], "--out", model_dir,
                     "--warm-start-data", paths["warm_start"], "--warm-start-steps", str(warm_start_steps),
                     "--seed", str(seed)])
-    return {"model": model_dir, "train": paths["train"], "val": paths["val"]}
+    return {"model": model_dir, **{name: path for name, path in paths.items() if name != "warm_start"}}
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -108,10 +109,14 @@ def held_out(path: str) -> list[tuple[int, dict[str, float]]]:
     return curve
 
 
-def train(inputs: dict[str, str], run_dir: str, steps: int, overrides: list[str]) -> str:
-    """One `python -m relift.main device=cpu toy=digits` run; returns the path of its metrics log."""
-    ckpt_dir, metrics_path = os.path.join(run_dir, "checkpoints"), os.path.join(run_dir, "metrics.jsonl")
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
+def train(inputs: dict[str, str], run_dir: str, steps: int, overrides: list[str], resume: bool = False) -> str:
+    """One `python -m relift.main device=cpu toy=digits` run; returns the path of its metrics log. With
+    `resume`, the run continues from its checkpoint of the last step (saved at the end of every run) to
+    `steps`, logging to a file of its own (veRL's file logger starts its file anew)."""
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    metrics_path = os.path.join(run_dir, f"metrics-to-step{steps}.jsonl" if resume else "metrics.jsonl")
+    if not resume:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     if os.path.exists(metrics_path):
         os.remove(metrics_path)
     os.makedirs(run_dir, exist_ok=True)
