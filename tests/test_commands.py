@@ -11,10 +11,13 @@ from helpers import REPO, composed
 
 SCRIPTS = sorted(p for p in glob.glob(os.path.join(REPO, "examples", "*.sh")) + [
     os.path.join(REPO, "eval_scripts", "inference.sh")] if not p.endswith("common.sh"))
+# bench/'s commands run as modules (`python -m bench.toy_repro`, as bench/README.md writes them); its other
+# files are their code.
+BENCH = sorted(f"bench.{os.path.basename(p)[:-3]}" for p in glob.glob(os.path.join(REPO, "bench", "*.py"))
+               if 'if __name__ == "__main__":' in open(p).read())
 MODULES = ["relift.main", "relift.eval", "relift.sft_baseline", "relift.accounting", "relift.demo",
-           "relift.toy.digit_tasks", "relift.toy.tiny_model"]
-FILES = ["dataset/prepare_train.py", "examples/prepare_model.py", "examples/inference.py", *sorted(
-    os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "bench", "*.py")) if not p.endswith("__init__.py"))]
+           "relift.toy.digit_tasks", "relift.toy.tiny_model", *BENCH]
+FILES = ["dataset/prepare_train.py", "examples/prepare_model.py", "examples/inference.py"]
 
 
 def without(*names: str) -> dict[str, str]:
