@@ -40,8 +40,7 @@ def sft_until(summary: dict, epochs_trained: int, epochs_run: int) -> dict:
     """The compute summary (relift.accounting's summary.json) of an SFT run of `epochs_run` epochs cut to its
     first `epochs_trained`: every epoch trains the same rows, so the per-epoch fields scale by their share,
     and the derived ones (FLOPs, hours) follow."""
-    account = Account()
-    account.load_state_dict(summary)
+    account = Account.from_summary(summary)
     for name in SFT_PER_EPOCH_FIELDS:
         value = getattr(account, name) * epochs_trained / epochs_run
         setattr(account, name, round(value) if isinstance(getattr(account, name), int) else value)

@@ -40,6 +40,7 @@ runs' epochs. SFT steps and RL steps share the curves' x axis; compute is in the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -137,7 +138,7 @@ def read_summary(path: str) -> dict:
 
 def rl_flops_per_step(summary: dict) -> float:
     """FLOPs per step of a run's RL work alone (its supervised updates' left out)."""
-    return (summary["flops"] - 6.0 * summary["parameters"] * summary["tokens_in_sft_updates"]) / summary["steps"]
+    return dataclasses.replace(Account.from_summary(summary), tokens_in_sft_updates=0).flops / summary["steps"]
 
 
 def run_rl(arm: str, inputs: dict, work: str, seed: int, overrides: list[str], steps: int,
@@ -250,12 +251,7 @@ def run_sft_rl(arm: str, sft: dict, inputs: dict, work: str, seed: int, budget: 
     left = budget - sft["account"]["flops"]
     rl = run_rl(f"{arm}/rl", {**inputs, "model": sft["model"]}, work, seed, RL_ARMS["grpo"],
                 steps=first_leg_steps(left, rl_rate), budget=left)
-    accounts = []
-    for stage in (sft["account"], rl["account"]):
-        account = Account()
-        account.load_state_dict(stage)
-        accounts.append(account)
-    account = combine(arm, accounts).summary()
+    account = combine(arm, [Account.from_summary(sft["account"]), Account.from_summary(rl["account"])]).summary()
     offset = sft["steps"]
     curve = {t: sft["curve_per_type"][t] + [[s + offset, v] for s, v in rl["curve_per_type"][t] if s > 0]
              for t in TYPES}

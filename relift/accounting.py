@@ -74,6 +74,13 @@ class Account:
             if field.name in state:
                 setattr(self, field.name, state[field.name])
 
+    @classmethod
+    def from_summary(cls, summary: dict) -> Account:
+        """The account a summary.json's fields describe (the derived ones are ignored)."""
+        account = cls()
+        account.load_state_dict(summary)
+        return account
+
     def summary(self) -> dict:
         """What summary.json holds: the totals plus the derived hours and shares."""
         return {
@@ -120,9 +127,7 @@ def combine(arm: str, accounts: list[Account]) -> Account:
 def load(path: str) -> Account:
     """An account from a summary.json (derived fields are ignored)."""
     with open(path) as f:
-        account = Account()
-        account.load_state_dict(json.load(f))
-        return account
+        return Account.from_summary(json.load(f))
 
 
 def main(argv: list[str] | None = None) -> None:
