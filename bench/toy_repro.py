@@ -5,6 +5,7 @@ on the digit-task toy, every budget counted.
     python -m bench.toy_repro --seed 1 --out outputs/bench/seed1.json             # one seed, six arms
     make bench   # = python -m bench.toy_repro --seed 1 2 3 --out bench/results/toy_repro.json: + PNG + table
     python -m bench.toy_repro --seed 1 --arms relift sft --frontier 8 16 --out ...  # + the frontier
+    python -m bench.toy_repro --seed 1 2 3 --out ... --resume  # runs only what --out's results lack
 
 For each seed: digit-task data (relift/toy/digit_tasks.py: copy / inc / dbl of five digits), a tiny
 Qwen2 warm-started on `copy` only, shared by every arm, which see the same training rows (960) with the
@@ -111,6 +112,24 @@ def arms_to_run(arms: list[str], frontier: list[int]) -> tuple[str, ...]:
             if need not in chosen:
                 raise SystemExit(f"--arms: {arm} needs {need} (its budget or its model); add it to --arms")
     return chosen
+
+
+def kept_results(result: dict, settings: dict, arms: tuple[str, ...], seeds: list[int]) -> dict:
+    """What a resumed bench keeps of an earlier `result` (the JSON --out holds): all of it, when it was run
+    with the same `settings` (RL steps, held-out and dev sizes) and every kept SFT model that an arm still
+    to run starts from is on disk. SystemExit naming the setting or the missing model otherwise."""
+    for key, value in settings.items():
+        if result.get(key) != value:
+            raise SystemExit(f"--resume: the results were run with {key}={result.get(key)}, this bench with "
+                             f"{key}={value}; give another --out or the same settings")
+    for seed in map(str, seeds):
+        done = {arm for arm, r in result["arms"].items() if seed in r["seeds"]}
+        if "sft_rl" in arms and "sft_rl" not in done and "sft" in done:
+            model = result["arms"]["sft"]["seeds"][seed]["model"]
+            if not os.path.exists(model):
+                raise SystemExit(f"--resume: seed {seed}'s sft_rl starts from the kept sft model {model}, which "
+                                 f"is gone; give the --work that holds it, or rerun sft (remove its seed {seed})")
+    return result
 
 
 def step_time(rows: list[dict]) -> float:
@@ -290,12 +309,16 @@ def run_arm(arm: str, inputs: dict, work: str, seed: int, steps: int, done: dict
     return run_sft_rl(arm, sft, inputs, work, seed, budget, rate)
 
 
-def run_seed(seed: int, work: str, arms: tuple[str, ...], steps: int, record) -> None:
-    """Every arm of one seed, in order; `record(arm, result)` after each (an interrupted bench keeps them)."""
+def run_seed(seed: int, work: str, arms: tuple[str, ...], steps: int, record, done: dict[str, dict]) -> None:
+    """Every arm of one seed that `done` lacks, in order; `record(arm, result)` after each (an interrupted
+    bench keeps them)."""
     work = os.path.abspath(os.path.join(work, f"seed{seed}"))
     inputs = build_inputs(work, steps, seed, dev_per_type=DEV_PER_TYPE)
-    results: dict[str, dict] = {}
+    results = dict(done)
     for arm in arms:
+        if arm in results:
+            print(f"[toy_repro] seed {seed}: {arm} kept from the results resumed", flush=True)
+            continue
         print(f"[toy_repro] seed {seed}: {arm}", flush=True)
         results[arm] = r = run_arm(arm, inputs, work, seed, steps, results)
         print(f"[toy_repro] seed {seed}: {arm} held-out {r['final']['overall']:.3f} "
@@ -445,21 +468,29 @@ def main(argv: list[str] | None = None) -> None:
                         help="relift's RL steps, the budget (smoke tests: fewer)")
     parser.add_argument("--work", default="outputs/bench", help="where data, models and runs go")
     parser.add_argument("--report", action="store_true", help="only write the table and plot of --out's results")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the results --out holds (same settings) and run only the arms and seeds they lack")
     args = parser.parse_args(argv)
     if args.report:
         return report(args.out)
     arms = arms_to_run(args.arms, args.frontier)
     start = time.time()
-    result = {"rl_steps": args.steps, "val_per_type": VAL_PER_TYPE, "dev_per_type": DEV_PER_TYPE,
-              "arms": {arm: {"seeds": {}} for arm in arms}}
+    settings = {"rl_steps": args.steps, "val_per_type": VAL_PER_TYPE, "dev_per_type": DEV_PER_TYPE}
+    result = {**settings, "arms": {}}
+    if args.resume and os.path.exists(args.out):
+        with open(args.out) as f:
+            result = kept_results(json.load(f), settings, arms, args.seed)
+    for arm in arms:
+        result["arms"].setdefault(arm, {"seeds": {}})
     for seed in args.seed:
 
         def record(arm: str, r: dict, seed: int = seed) -> None:
             result["arms"][arm]["seeds"][str(seed)] = r
             write_text_atomic(args.out, json.dumps(result, indent=2))
 
-        run_seed(seed, args.work, arms, args.steps, record)
-    result["wall_s"] = time.time() - start
+        done = {arm: r["seeds"][str(seed)] for arm, r in result["arms"].items() if str(seed) in r["seeds"]}
+        run_seed(seed, args.work, arms, args.steps, record, done)
+    result["wall_s"] = result.get("wall_s", 0.0) + time.time() - start
     write_text_atomic(args.out, json.dumps(result, indent=2))
     report(args.out)
 
