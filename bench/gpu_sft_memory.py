@@ -19,17 +19,11 @@ import time
 
 import torch
 
+from bench.qwen_shapes import QWEN2_5
 from relift.cli import HelpFormatter
 from relift.offload import move_optimizer_state, state_bytes
 from relift.sft import build_sft_batch, sft_loss
 
-# Qwen2.5 shapes (config.json of the released checkpoints).
-MODELS = {
-    "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "qwen2.5-math-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                              num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-}
 GIB = 2**30
 
 
@@ -64,7 +58,7 @@ def supervised_step(model, optimizer, batch: dict[str, torch.Tensor]) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--model", choices=sorted(MODELS), default="qwen2.5-math-1.5b")
+    parser.add_argument("--model", choices=sorted(QWEN2_5), default="qwen2.5-math-1.5b")
     parser.add_argument("--demos", type=int, default=4, help="demonstrations in the supervised batch")
     parser.add_argument("--prompt-len", type=int, default=256)
     parser.add_argument("--demo-len", type=int, default=1024)
@@ -76,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
-    config = Qwen2Config(**MODELS[args.model], attn_implementation="sdpa")
+    config = Qwen2Config(**QWEN2_5[args.model], attn_implementation="sdpa")
     with torch.device("cuda"):
         model = Qwen2ForCausalLM(config)
     params = sum(p.numel() for p in model.parameters())
