@@ -1,7 +1,8 @@
 """A model of real shape through the GPU path's code on CPU: what a 0.5M-parameter toy cannot catch (grouped-
 query attention, head size 64, a 151,936-token vocabulary, the reference's long system prompt).
 
-    python -m bench.real_shape --out bench/results/real_shape.json    # make bench-real-shape
+    python -m bench.real_shape --out FILE             # all 24 layers: more than 24 GiB on CPU
+    python -m bench.real_shape --layers 4 --out FILE  # make bench-real-shape: ~8 minutes, 15 GiB on 2 cores
 
 1. A randomly initialised Qwen2ForCausalLM of Qwen2.5-0.5B's configuration (bench/qwen_shapes.py: 14
    attention heads, 2 KV heads, head_dim 64, 24 layers, 494M parameters, tied embeddings), saved in bf16 as
@@ -140,7 +141,7 @@ class PeakMemory:
             sizes = []
             for process in root.children(recursive=True):
                 try:
-                    sizes.append((process.memory_full_info().pss, " ".join(process.cmdline()[:4])[:120]))
+                    sizes.append((process.memory_full_info().pss, " ".join(process.cmdline()[:4]).strip()[:120]))
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
             self.total = max(self.total, sum(size for size, _ in sizes))
