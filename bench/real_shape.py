@@ -209,8 +209,8 @@ def main(argv: list[str] | None = None) -> None:
         # One response of 151,936 logits a token per forward pass: the log-prob and update activations stay small.
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1",
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1",
-        # vLLM in bf16: in fp32 its weights (2 GB, 2 more while veRL's sync reloads them) beside the actor's 12
-        # GB (fp32 weights and two AdamWs) went over 24 GiB at the first sync (Ray's memory monitor killed it).
+        # vLLM in bf16 halves its weights and the copy veRL's sync reloads beside them (2 + 2 GB in fp32 for all 24
+        # layers, beside the actor's 12 GB; in 24 GiB both dtypes ran out of memory there, --layers 4 did not).
         "actor_rollout_ref.rollout.dtype=bfloat16",
         # Each bucket of the weight sync is a shared-memory buffer in host RAM (veRL's default: 2 GiB); the
         # largest tensor, the embedding, is 545 MB in fp32.
