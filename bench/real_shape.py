@@ -123,7 +123,7 @@ class PeakMemory:
 
     def __init__(self, log: str, interval: float = 2.0):
         self.log, self.interval, self.total, self.largest = log, interval, 0, (0, "")
-        self.out_of_memory = False
+        self.out_of_memory, self._read = False, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -134,6 +134,16 @@ class PeakMemory:
     def __exit__(self, *_):
         self._stop.set()
         self._thread.join()
+
+    def _log_says(self, text: str) -> bool:
+        """Whether the lines the log gained since the last call hold `text`."""
+        if not os.path.exists(self.log):
+            return False
+        with open(self.log, "rb") as f:  # bytes: a line still being written may end inside a character
+            f.seek(self._read)
+            new = f.read()
+        self._read += len(new)
+        return text.encode() in new
 
     def _run(self) -> None:
         root = psutil.Process()
@@ -146,7 +156,7 @@ class PeakMemory:
                     continue
             self.total = max(self.total, sum(size for size, _ in sizes))
             self.largest = max([self.largest, *sizes])
-            if not self.out_of_memory and os.path.exists(self.log) and RAY_OOM in open(self.log).read():
+            if not self.out_of_memory and self._log_says(RAY_OOM):
                 self.out_of_memory = True
                 for process in root.children():
                     if "relift.main" in process.cmdline():
@@ -237,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         "run": {"questions_per_step": BATCH, "responses_per_question": SAMPLES, "demos_per_update": DEMOS,
                 "max_prompt_length": MAX_PROMPT, "max_response_length": MAX_RESPONSE},
         "build_s": round(built_s), "prepare_s": round(prepared_s), "train_s": round(train_s),
+        # Ray's, the workers' and vLLM's start-up and the shutdown: the training's time outside its steps.
         "start_up_s": round(train_s - sum(s["seconds"] for s in steps)),
         "steps": steps,
         "peak_memory_gib": round(memory.total / GIB, 2),
