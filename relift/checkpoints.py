@@ -11,6 +11,7 @@
                 optim_world_size_<W>_rank_<r>.pt        "optimizer": its shard of the RL AdamW's two moments
                 extra_state_world_size_<W>_rank_<r>.pt  "extra": LR scheduler and RNG (kilobytes)
                 relift_sft_optimizer_rank<r>.pt         the supervised AdamW's shard (relift.workers, relift.enable)
+                fsdp_config.json                        {"FSDP_version": ..., "world_size": W}
                 huggingface/                            config and tokenizer; the whole model with "hf_model"
         best -> best_step_<N>/                        the best model by validation, Hugging Face format (relift.best)
             relift_best.json                          its step, score and validation metrics
@@ -26,6 +27,7 @@ The first part (layout, resume) needs neither veRL nor torch; `disk_plan` import
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 
@@ -61,6 +63,16 @@ def resume_folder(config: DictConfig) -> str | None:
         return os.path.abspath(trainer.resume_from_path)
     step = latest_step(trainer.default_local_dir)
     return None if step is None else os.path.abspath(os.path.join(trainer.default_local_dir, f"global_step_{step}"))
+
+
+def saved_world_size(folder: str) -> int | None:
+    """W, the ranks that wrote `folder`'s actor shards (veRL loads only `..._world_size_<W>_rank_<r>.pt` of its
+    own W); None when the folder has no actor/fsdp_config.json."""
+    path = os.path.join(folder, "actor", "fsdp_config.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return int(json.load(f)["world_size"])
 
 
 def resume_state_missing(path: str) -> str:

@@ -1,6 +1,7 @@
 """Configuration checks that run before Ray starts: each catches a size relation that veRL or relift
 would otherwise assert on later, after the workers are up (hours into a run for the first supervised
-update), a key that would be silently ignored, or a checkpoint to resume from that lacks ReLIFT's state.
+update), a key that would be silently ignored, or a checkpoint to resume from that lacks ReLIFT's state or
+was written by another number of ranks.
 No veRL, no Ray. Every problem is one line naming the keys, their values and a value that works.
 
 veRL 0.9.1's run-time size rules on relift's paths (file:line under site-packages/verl), all checked here in
@@ -41,7 +42,7 @@ import os
 
 from omegaconf import DictConfig, OmegaConf
 
-from relift.checkpoints import STATE_FILE, resume_folder, resume_state_missing
+from relift.checkpoints import STATE_FILE, resume_folder, resume_state_missing, saved_world_size
 from relift.sft_plan import SupervisedSettings, replayed_counts
 
 ACTOR, REF, ROLLOUT = "actor_rollout_ref.actor", "actor_rollout_ref.ref", "actor_rollout_ref.rollout"
@@ -289,13 +290,27 @@ def _supervised_problems(config: DictConfig, dp: int, world: int) -> list[str]:
     return []
 
 
-def resume_problem(config: DictConfig) -> str | None:
-    """The checkpoint veRL would resume from lacks ReLIFT's state (veRL's tracker file names the folder)."""
+def resume_problems(config: DictConfig) -> list[str]:
+    """What the checkpoint veRL would resume from (veRL's tracker file names the folder) cannot give this run:
+    actor shards written by another number of ranks, or no ReLIFT state."""
     folder = resume_folder(config)
-    if not config.relift.enable or config.relift.resume_without_state or folder is None:
-        return None
+    if folder is None:
+        return []
+    problems = []
+    trainer = config.trainer
+    saved, ranks = saved_world_size(folder), trainer.n_gpus_per_node * trainer.nnodes
+    if saved is not None and saved != ranks:
+        problems.append(
+            f"{folder}/actor holds the shards of {saved} ranks and this run has {ranks} (trainer.n_gpus_per_node="
+            f"{trainer.n_gpus_per_node} x trainer.nnodes={trainer.nnodes}), and veRL loads only its own number's: "
+            f"resume on {saved} GPUs, or merge the checkpoint (python -m verl.model_merger merge --backend fsdp "
+            f"--local_dir {folder}/actor --target_dir OUT) and start from OUT with trainer.resume_mode=disable "
+            "(ReLIFT's buffer then starts empty)"
+        )
     path = os.path.join(folder, STATE_FILE)
-    return None if os.path.exists(path) else resume_state_missing(path)
+    if config.relift.enable and not config.relift.resume_without_state and not os.path.exists(path):
+        problems.append(resume_state_missing(path))
+    return problems
 
 
 def supervised_settings(config: DictConfig) -> SupervisedSettings:

@@ -32,11 +32,11 @@ class Preflight:
 
 
 def preflight(config: DictConfig) -> Preflight:
-    from relift.checks import config_problems, resume_problem
+    from relift.checks import config_problems, resume_problems
 
     report = Preflight(problems=config_problems(config))
     configuration_ok = not report.problems
-    report.problems += [problem for problem in [resume_problem(config)] if problem]
+    report.problems += resume_problems(config)
     data_problems, report.rows = training_data(config)
     report.problems += data_problems + validation_files(config)
     model_problem = model_path(config)

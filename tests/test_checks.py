@@ -1,5 +1,6 @@
 """relift.checks: size relations veRL or relift assert on after the workers are up, caught before Ray."""
 
+import json
 import os
 import subprocess
 import sys
@@ -7,7 +8,8 @@ import sys
 import pytest
 from helpers import composed
 
-from relift.checks import config_problems, supervised_settings
+from relift.checkpoints import STATE_FILE, TRACKER_FILE, resume_state_missing
+from relift.checks import config_problems, resume_problems, supervised_settings
 from relift.main import run
 
 
@@ -170,6 +172,27 @@ def test_main_stops_before_ray():
     with pytest.raises(SystemExit) as refused:
         run(composed("device=cpu", "relift.sft_micro_batch_size_per_gpu=0"))
     assert "\n[relift] relift.sft_micro_batch_size_per_gpu=0 must be at least 1" in str(refused.value)
+
+
+def test_a_resume_on_another_number_of_ranks_or_without_relifts_state_is_refused(tmp_path):
+    """veRL's FSDP checkpoint holds one shard file per rank, named by the rank count that wrote it: on another
+    count veRL would fail at load, after Ray, the workers and the model are up."""
+    step = tmp_path / "global_step_40"
+    (step / "actor").mkdir(parents=True)
+    (step / "actor" / "fsdp_config.json").write_text(json.dumps({"FSDP_version": 2, "world_size": 8}))
+    (tmp_path / TRACKER_FILE).write_text("40")
+    (step / STATE_FILE).write_text("{}")
+    run = (f"trainer.default_local_dir={tmp_path}", "trainer.nnodes=1")
+    assert resume_problems(composed(*run, "trainer.n_gpus_per_node=8")) == []
+    [line] = resume_problems(composed(*run, "trainer.n_gpus_per_node=4"))
+    assert line.startswith(f"{step}/actor holds the shards of 8 ranks and this run has 4 (trainer.n_gpus_per_node=4 "
+                           "x trainer.nnodes=1)") and "resume on 8 GPUs" in line and "\n" not in line, line
+    assert resume_problems(composed(*run, "trainer.n_gpus_per_node=4", "trainer.resume_mode=disable")) == []
+    assert resume_problems(composed(*run, "trainer.n_gpus_per_node=4", "trainer.nnodes=2")) == []
+    (step / STATE_FILE).unlink()
+    missing = resume_state_missing(str(step / STATE_FILE))
+    assert resume_problems(composed(*run, "trainer.n_gpus_per_node=8")) == [missing]
+    assert resume_problems(composed(*run, "trainer.n_gpus_per_node=8", "relift.enable=false")) == []
 
 
 def test_main_refuses_a_cluster_address_without_an_auth_mode(tiny, monkeypatch):
