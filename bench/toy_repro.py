@@ -114,10 +114,10 @@ def arms_to_run(arms: list[str], frontier: list[int]) -> tuple[str, ...]:
     return chosen
 
 
-def kept_results(result: dict, settings: dict, arms: tuple[str, ...], seeds: list[int]) -> dict:
-    """What a resumed bench keeps of an earlier `result` (the JSON --out holds): all of it, when it was run
-    with the same `settings` (RL steps, held-out and dev sizes) and every kept SFT model that an arm still
-    to run starts from is on disk. SystemExit naming the setting or the missing model otherwise."""
+def check_resumable(result: dict, settings: dict, arms: tuple[str, ...], seeds: list[int]) -> None:
+    """A resumed bench keeps all of an earlier `result` (the JSON --out holds) when it was run with the same
+    `settings` (RL steps, held-out and dev sizes) and every kept SFT model that an arm still to run starts
+    from is on disk. SystemExit naming the setting or the missing model otherwise."""
     for key, value in settings.items():
         if result.get(key) != value:
             raise SystemExit(f"--resume: the results were run with {key}={result.get(key)}, this bench with "
@@ -129,7 +129,6 @@ def kept_results(result: dict, settings: dict, arms: tuple[str, ...], seeds: lis
             if not os.path.exists(model):
                 raise SystemExit(f"--resume: seed {seed}'s sft_rl starts from the kept sft model {model}, which "
                                  f"is gone; give the --work that holds it, or rerun sft (remove its seed {seed})")
-    return result
 
 
 def step_time(rows: list[dict]) -> float:
@@ -479,7 +478,8 @@ def main(argv: list[str] | None = None) -> None:
     result = {**settings, "arms": {}}
     if args.resume and os.path.exists(args.out):
         with open(args.out) as f:
-            result = kept_results(json.load(f), settings, arms, args.seed)
+            result = json.load(f)
+        check_resumable(result, settings, arms, args.seed)
     for arm in arms:
         result["arms"].setdefault(arm, {"seeds": {}})
     for seed in args.seed:
