@@ -57,6 +57,8 @@ MAX_PROMPT, MAX_RESPONSE = 384, 64
 GIB = 2**30
 RAY_OOM = "killed due to memory pressure"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Settings a caller's environment may hold that change the memory a run holds (the result records them).
+MEMORY_ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "VLLM_CPU_KVCACHE_SPACE")
 
 
 def build_tokenizer(texts: list[str], out: str):
@@ -257,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         "failure": failure,
         "checks": {"steps": len(steps) == STEPS, "supervised_update": sum(s["sft_updates"] for s in steps) >= 1},
         "wall_s": round(time.time() - start),
+        "environment": {k: os.environ[k] for k in MEMORY_ENVIRONMENT if k in os.environ},
     }
     write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
