@@ -58,7 +58,8 @@ GIB = 2**30
 RAY_OOM = "killed due to memory pressure"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Settings a caller's environment may hold that change the memory a run holds (the result records them).
-MEMORY_ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "VLLM_CPU_KVCACHE_SPACE")
+MEMORY_ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "GLIBC_TUNABLES",
+                      "LD_PRELOAD", "VLLM_CPU_KVCACHE_SPACE", "RAY_memory_usage_threshold")
 
 
 def build_tokenizer(texts: list[str], out: str):

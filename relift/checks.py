@@ -292,20 +292,30 @@ def _supervised_problems(config: DictConfig, dp: int, world: int) -> list[str]:
 
 def resume_problems(config: DictConfig) -> list[str]:
     """What the checkpoint veRL would resume from (veRL's tracker file names the folder) cannot give this run:
-    actor shards written by another number of ranks, or no ReLIFT state."""
+    no such folder, no actor shards, shards written by another number of ranks, or no ReLIFT state."""
+    trainer = config.trainer
+    if trainer.resume_mode == "resume_path" and "global_step_" not in str(trainer.resume_from_path or ""):
+        return [f"trainer.resume_mode=resume_path needs trainer.resume_from_path=<run>/global_step_<N> (veRL's "
+                f"assertion), not {trainer.resume_from_path}"]
     folder = resume_folder(config)
     if folder is None:
         return []
-    problems = []
-    trainer = config.trainer
+    if not os.path.isdir(folder):
+        return [f"{folder} does not exist (trainer.resume_mode={trainer.resume_mode}): give a global_step_<N> "
+                "folder a run saved, or trainer.resume_mode=disable to start afresh"]
     saved, ranks = saved_world_size(folder), trainer.n_gpus_per_node * trainer.nnodes
+    if saved is None and config.actor_rollout_ref.actor.strategy in ("fsdp", "fsdp2"):
+        return [f"{folder} holds no veRL FSDP actor checkpoint (no actor/fsdp_config.json): give a "
+                "global_step_<N> folder a run saved, or trainer.resume_mode=disable to start afresh"]
+    problems = []
     if saved is not None and saved != ranks:
         problems.append(
             f"{folder}/actor holds the shards of {saved} ranks and this run has {ranks} (trainer.n_gpus_per_node="
             f"{trainer.n_gpus_per_node} x trainer.nnodes={trainer.nnodes}), and veRL loads only its own number's: "
             f"resume on {saved} GPUs, or merge the checkpoint (python -m verl.model_merger merge --backend fsdp "
-            f"--local_dir {folder}/actor --target_dir OUT) and start from OUT with trainer.resume_mode=disable "
-            "(ReLIFT's buffer then starts empty)"
+            f"--local_dir {folder}/actor --target_dir OUT) and start a new run from it "
+            "(actor_rollout_ref.model.path=OUT, another trainer.default_local_dir; its steps, schedules, "
+            "optimizers and ReLIFT's buffer start afresh)"
         )
     path = os.path.join(folder, STATE_FILE)
     if config.relift.enable and not config.relift.resume_without_state and not os.path.exists(path):

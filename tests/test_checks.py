@@ -195,6 +195,23 @@ def test_a_resume_on_another_number_of_ranks_or_without_relifts_state_is_refused
     assert resume_problems(composed(*run, "trainer.n_gpus_per_node=8", "relift.enable=false")) == []
 
 
+def test_a_resume_from_a_folder_verl_could_not_load_is_refused(tmp_path):
+    by_path = ("trainer.resume_mode=resume_path", "relift.enable=false")
+    [line] = resume_problems(composed(*by_path, f"trainer.resume_from_path={tmp_path}"))
+    assert line == f"trainer.resume_mode=resume_path needs trainer.resume_from_path=<run>/global_step_<N> (veRL's " \
+                   f"assertion), not {tmp_path}"
+    assert resume_problems(composed(*by_path)) == [line.replace(str(tmp_path), "None")]
+    gone = tmp_path / "global_step_7"
+    assert resume_problems(composed(*by_path, f"trainer.resume_from_path={gone}")) == [
+        f"{gone} does not exist (trainer.resume_mode=resume_path): give a global_step_<N> folder a run saved, or "
+        "trainer.resume_mode=disable to start afresh"]
+    gone.mkdir()  # e.g. a copy that left out actor/
+    [line] = resume_problems(composed(*by_path, f"trainer.resume_from_path={gone}"))
+    assert line.startswith(f"{gone} holds no veRL FSDP actor checkpoint (no actor/fsdp_config.json)"), line
+    (tmp_path / TRACKER_FILE).write_text("7")  # the latest checkpoint, as veRL's tracker names it
+    assert resume_problems(composed(f"trainer.default_local_dir={tmp_path}", "relift.enable=false")) == [line]
+
+
 def test_main_refuses_a_cluster_address_without_an_auth_mode(tiny, monkeypatch):
     """Ray turns token authentication on by itself only for a cluster it finds locally: with an explicit
     address the driver would retry for a minute and fail with "Failed to connect"."""

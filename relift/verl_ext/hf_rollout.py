@@ -202,10 +202,15 @@ class HFRolloutServer:
         return list(zip(tokens, log_probs, strict=True))
 
     async def update_weights(self, state_dict: dict[str, torch.Tensor], global_steps: Optional[int] = None) -> None:
-        missing, unexpected = self.model.load_state_dict(state_dict, strict=False)
+        # Checked before loading: load_state_dict loads every matching tensor before it reports a mismatch.
+        shapes = {name: tensor.shape for name, tensor in self.model.state_dict().items()}
         tied = {"lm_head.weight"} if self.model.config.tie_word_embeddings else set()
-        if unexpected or set(missing) - tied:
-            raise RuntimeError(f"weight sync mismatch: missing {sorted(set(missing) - tied)}, unexpected {unexpected}")
+        missing, unexpected = sorted(set(shapes) - set(state_dict) - tied), sorted(set(state_dict) - set(shapes))
+        resized = sorted(n for n, t in state_dict.items() if n in shapes and t.shape != shapes[n])
+        if missing or unexpected or resized:
+            raise RuntimeError(f"weight sync mismatch: missing {missing}, unexpected {unexpected}, "
+                               f"another shape {resized}")
+        self.model.load_state_dict(state_dict, strict=False)
         self.global_steps = global_steps
         self._asked.clear()
 
