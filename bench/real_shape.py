@@ -25,7 +25,8 @@ pages counted once) and of its largest process, a failure, and the run's checks.
 Memory on CPU: the actor holds fp32 weights, gradients and two AdamWs (~24 bytes a parameter: 12.9 GB for the
 24 layers, measured) and vLLM its own copy, twice while veRL's sync reloads it (no sleep mode on CPU). On a
 24 GiB machine the 24 layers ran their first step, the supervised update included, and ran out of memory in
-the weight sync after it, with vLLM in fp32 and in bf16 (bench/README.md); `--layers` fewer keeps every
+the weight sync after it, with vLLM in fp32 and in bf16; with MALLOC_MMAP_THRESHOLD_=1048576 in the
+environment the sync fit and step 2's RL update ran out (bench/README.md). `--layers` fewer keeps every
 per-layer shape, the vocabulary and the prompts.
 """
 
@@ -89,7 +90,8 @@ def build_tokenizer(texts: list[str], out: str):
     PreTrainedTokenizerFast(tokenizer_object=full, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                             chat_template=CHAT_TEMPLATE).save_pretrained(out)
     config_path = os.path.join(out, "tokenizer_config.json")
-    config = json.load(open(config_path))
+    with open(config_path) as f:
+        config = json.load(f)
     config["tokenizer_class"] = "Qwen2Tokenizer"
     write_text_atomic(config_path, json.dumps(config, indent=2))
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -243,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
             failure = "out of memory: Ray's memory monitor killed workers" if memory.out_of_memory else str(error)
     train_s = time.time() - train_start
     rows = read_metrics(metrics) if os.path.exists(metrics) else []
+    with open(log) as f:  # relift's console lines: a step whose metrics were never logged (a failed sync) has one
+        progress = [line.split("[relift] ", 1)[1].strip() for line in f if "[relift] step" in line]
     steps = [step_row(r) for r in rows]
     result = {
         "shape": {"name": SHAPE, "parameters": parameters, "vocab": vocab, **QWEN2_5[SHAPE],
@@ -255,8 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         "steps": steps,
         "peak_memory_gib": round(memory.total / GIB, 2),
         "largest_process": {"gib": round(memory.largest[0] / GIB, 2), "command": memory.largest[1]},
-        # relift's console lines: a step whose metrics were never logged (a failure in its weight sync) has one.
-        "progress": [line.split("[relift] ", 1)[1].strip() for line in open(log) if "[relift] step" in line],
+        "progress": progress,
         "failure": failure,
         "checks": {"steps": len(steps) == STEPS, "supervised_update": sum(s["sft_updates"] for s in steps) >= 1},
         "wall_s": round(time.time() - start),

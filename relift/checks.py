@@ -1,7 +1,7 @@
 """Configuration checks that run before Ray starts: each catches a size relation that veRL or relift
 would otherwise assert on later, after the workers are up (hours into a run for the first supervised
-update), a key that would be silently ignored, or a checkpoint to resume from that lacks ReLIFT's state or
-was written by another number of ranks.
+update), a key that would be silently ignored, or a checkpoint to resume from that veRL could not load (gone, no
+actor shards, shards of another number of ranks) or that lacks ReLIFT's state.
 No veRL, no Ray. Every problem is one line naming the keys, their values and a value that works.
 
 veRL 0.9.1's run-time size rules on relift's paths (file:line under site-packages/verl), all checked here in
